@@ -1,0 +1,1 @@
+"""jaxlearn: deep learning with few data and explainability, as pure JAX functions."""
