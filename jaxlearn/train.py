@@ -1,0 +1,530 @@
+"""One trainer for any ``apply(params, x, ...)``: mini-batch SGD as one compiled scan per epoch.
+
+:func:`fit` trains ours (a :class:`jaxlearn.nn.Layer`'s apply), a flax module (through
+:func:`from_linen` / :func:`from_nnx`) or a hand-written function, with any optax optimizer and
+loss. Each epoch is one ``jax.jit``-compiled ``lax.scan`` over its steps, with the data already on
+the device and the shuffling (a fresh ``jax.random.permutation`` per epoch) inside the compiled
+program; params and optimizer state are donated so XLA updates them in place. Compilation happens
+ahead of time (``jit(...).lower(...).compile()``) so its cost is reported apart from training time.
+
+Python runs only between epochs: history, validation, callbacks (early stopping, user hooks), the
+progress bar and the NaN/inf guard. The guard itself lives inside the step: an update whose loss or
+new params are not finite is not applied, the step index is recorded, and :func:`fit` stops after
+that epoch, returning the last finite params and saying which step went non-finite.
+
+Reproducibility: the key of epoch ``e`` is ``fold_in(key, e)``; it is split into the permutation key
+and one key per step (for dropout). Same key, same data, same result, bitwise on CPU (tested).
+
+Example::
+
+    >>> model = nn.mlp((100, 100), 10, residual=True)
+    >>> _, params = model.init(jax.random.key(0), (40,))
+    >>> result = fit(model.apply, params, x, y, loss="softmax_cross_entropy_with_integer_labels",
+    ...              optimizer=optax.adam(1e-2), key=jax.random.key(1), batch_size=100, steps=6000)
+    >>> result.params, result.history["loss"], result.compile_time, result.train_time
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxlearn import _checks, losses, metrics as metrics_lib
+
+Array = jax.Array
+Params = Any
+
+_CLASSIFICATION_LOSSES = ("softmax_cross_entropy_with_integer_labels", "softmax_cross_entropy",
+                          "sigmoid_binary_cross_entropy")
+
+
+# ------------------------------------------------------------------------------- adapters
+
+def _takes_kwarg(fn: Callable, name: str) -> bool:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    params = sig.parameters.values()
+    return any(p.kind is p.VAR_KEYWORD for p in params) or name in sig.parameters
+
+
+def as_apply(apply_fn: Callable) -> Callable:
+    """Wraps any ``apply(params, x, ...)`` into ``apply(params, x, *, key=None, train=False)``.
+
+    A function that does not take ``key``/``train`` keywords (a hand-written model, say) is called
+    as ``apply_fn(params, x)``; one that does gets them passed through.
+    """
+    if not callable(apply_fn):
+        raise TypeError(f"`apply_fn` must be callable, got {type(apply_fn).__name__}")
+    takes_key, takes_train = _takes_kwarg(apply_fn, "key"), _takes_kwarg(apply_fn, "train")
+    if takes_key and takes_train:
+        return apply_fn
+
+    def apply(params, x, *, key=None, train=False):
+        kwargs = {}
+        if takes_key:
+            kwargs["key"] = key
+        if takes_train:
+            kwargs["train"] = train
+        return apply_fn(params, x, **kwargs)
+
+    return apply
+
+
+def from_linen(module: Any, *, train_kwarg: str | None = None,
+               rng_collection: str = "dropout") -> Callable:
+    """Adapts a ``flax.linen`` module: returns ``apply(params, x, *, key=None, train=False)``.
+
+    ``params`` is the ``"params"`` collection (``module.init(key, x)["params"]``). If the module's
+    ``__call__`` takes a flag for training (e.g. ``train`` or ``deterministic``), name it in
+    ``train_kwarg``: ``"deterministic"`` is passed ``not train``, any other name ``train``. ``key``
+    becomes the ``rng_collection`` RNG stream (dropout).
+    """
+
+    def apply(params, x, *, key=None, train=False):
+        kwargs = {}
+        if train_kwarg is not None:
+            kwargs[train_kwarg] = (not train) if train_kwarg == "deterministic" else train
+        rngs = {rng_collection: key} if key is not None else None
+        return module.apply({"params": params}, x, rngs=rngs, **kwargs)
+
+    return apply
+
+
+def from_nnx(model: Any) -> tuple[Callable, Params]:
+    """Adapts a ``flax.nnx`` module: returns ``(apply, params)`` for :func:`fit`.
+
+    The module is split into its static graph and its ``nnx.Param`` state; ``apply`` merges them
+    back for each call, so training is a pure function of the params pytree. Modules with
+    ``nnx.Dropout`` or BatchNorm state are not supported by this adapter (their RNG/batch stats are
+    extra state); use a linen module or our layers for those.
+    """
+    from flax import nnx
+
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def apply(params, x):
+        return nnx.merge(graphdef, params, rest)(x)
+
+    return apply, params
+
+
+# ------------------------------------------------------------------------------- callbacks
+
+class Callback(Protocol):
+    """Runs between epochs. ``on_epoch_end`` returns True to stop training."""
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float], params: Params) -> bool | None:
+        ...
+
+
+class EarlyStopping:
+    """Stops when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs and, with
+    ``restore_best``, makes :func:`fit` return the params of the best epoch.
+
+    ``monitor`` is a key of the epoch logs (``"val_loss"``, ``"val_accuracy"``, ``"loss"``...);
+    ``mode`` is ``"min"`` or ``"max"``. The best params are copied (the trainer donates its buffers).
+    """
+
+    def __init__(self, monitor: str = "val_loss", *, patience: int = 10, mode: str = "min",
+                 min_delta: float = 0.0, restore_best: bool = True):
+        _checks.check_positive("patience", patience, integer=True)
+        _checks.check_choice("mode", mode, ("min", "max"))
+        _checks.check_number("min_delta", min_delta)
+        if min_delta < 0:
+            raise ValueError(f"`min_delta` must be >= 0, got {min_delta}")
+        self.monitor, self.patience, self.mode = monitor, patience, mode
+        self.min_delta, self.restore_best = min_delta, restore_best
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.best_params: Params = None
+        self._wait = 0
+
+    def on_epoch_end(self, epoch, logs, params):
+        if self.monitor not in logs:
+            raise ValueError(f"EarlyStopping: `monitor` is {self.monitor!r} but the epoch logs "
+                             f"have {sorted(logs)}; pass validation_data to monitor val_* metrics")
+        value = logs[self.monitor]
+        sign = 1.0 if self.mode == "min" else -1.0
+        if self.best is None or sign * (self.best - value) > self.min_delta:
+            self.best, self.best_epoch, self._wait = value, epoch, 0
+            if self.restore_best:
+                self.best_params = jax.tree_util.tree_map(jnp.copy, params)
+            return False
+        self._wait += 1
+        return self._wait >= self.patience
+
+    def on_train_end(self, params):
+        return self.best_params if (self.restore_best and self.best_params is not None) else params
+
+
+# ----------------------------------------------------------------------------------- result
+
+class FitResult(NamedTuple):
+    """What :func:`fit` returns.
+
+    Attributes:
+      params: trained params (the best ones when early stopping restored them; the last finite
+        ones when the NaN guard stopped training).
+      opt_state: final optimizer state.
+      history: per-epoch lists: ``"loss"`` (mean training loss of the epoch's steps),
+        ``"val_<metric>"`` when validation data was given, ``"epoch_time"`` (seconds).
+      steps: optimizer steps applied.
+      epochs: epochs run (the last may be partial when ``steps`` is not a multiple).
+      compile_time: seconds spent compiling (reported apart from ``train_time``).
+      train_time: seconds spent running the compiled epochs, including validation.
+      stop_reason: ``None`` for a full run, otherwise why training stopped early.
+    """
+
+    params: Params
+    opt_state: Any
+    history: dict[str, list[float]]
+    steps: int
+    epochs: int
+    compile_time: float
+    train_time: float
+    stop_reason: str | None
+
+
+# ------------------------------------------------------------------------------ the kernels
+
+def _tree_all_finite(tree) -> Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def _make_epoch(apply, loss_fn, optimizer, penalty, batch_size: int, n_steps: int,
+                nan_guard: bool):
+    """``epoch(params, opt_state, x, y, key, step0) -> (params, opt_state, losses, bad_step)``."""
+
+    def objective(params, xb, yb, key):
+        out = apply(params, xb, key=key, train=True)
+        value = jnp.mean(loss_fn(out, yb))
+        return value + penalty(params) if penalty is not None else value
+
+    grad_fn = jax.value_and_grad(objective)
+
+    def epoch(params, opt_state, x, y, key, step0):
+        k_perm, k_steps = jax.random.split(key)
+        perm = jax.random.permutation(k_perm, x.shape[0])
+        batches = perm[: n_steps * batch_size].reshape(n_steps, batch_size)
+        step_keys = jax.random.split(k_steps, n_steps)
+
+        def step(carry, inputs):
+            params, opt_state, bad_step = carry
+            idx, k, i = inputs
+            value, grads = grad_fn(params, x[idx], y[idx], k)
+            updates, new_opt_state = optimizer.update(grads, opt_state, params)
+            new_params = optax.apply_updates(params, updates)
+            if nan_guard:
+                # Keep the last finite params: a non-finite step is not applied, nor any after it.
+                ok = jnp.isfinite(value) & _tree_all_finite(new_params) & (bad_step < 0)
+                new_params = jax.tree_util.tree_map(
+                    lambda new, old: jnp.where(ok, new, old), new_params, params)
+                new_opt_state = jax.tree_util.tree_map(
+                    lambda new, old: jnp.where(ok, new, old), new_opt_state, opt_state)
+                bad_step = jnp.where((bad_step < 0) & ~ok, step0 + i, bad_step)
+            return (new_params, new_opt_state, bad_step), value
+
+        carry = (params, opt_state, jnp.array(-1, jnp.int32))
+        (params, opt_state, bad_step), values = jax.lax.scan(
+            step, carry, (batches, step_keys, jnp.arange(n_steps, dtype=jnp.int32)))
+        return params, opt_state, values, bad_step
+
+    return jax.jit(epoch, donate_argnums=(0, 1))
+
+
+# ------------------------------------------------------------------------------ validation
+
+def _check_fit_args(apply, params, x, y, loss_name, batch_size, epochs, steps):
+    x = _checks.as_array("x", x)
+    y = _checks.as_array("y", y)
+    _checks.check_nonempty("x", x)
+    _checks.check_same_length("x", x, "y", y)
+    _checks.check_float("x", x)
+    _checks.check_finite("x", x)
+    _checks.check_finite("y", y)
+    _checks.check_positive("batch_size", batch_size, integer=True)
+    if batch_size > x.shape[0]:
+        raise ValueError(f"`batch_size` is {batch_size} but there are only {x.shape[0]} samples; "
+                         f"use batch_size <= {x.shape[0]}")
+    if (epochs is None) == (steps is None):
+        raise ValueError("give exactly one of `epochs` and `steps`, got "
+                         f"epochs={epochs!r}, steps={steps!r}")
+    if epochs is not None:
+        _checks.check_positive("epochs", epochs, integer=True)
+    if steps is not None:
+        _checks.check_positive("steps", steps, integer=True)
+    try:
+        out = jax.eval_shape(lambda p, xb: apply(p, xb), params, x[:batch_size])
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"`apply_fn` failed on a batch of `x` with shape "
+                        f"{(batch_size, *x.shape[1:])}: {err}") from err
+    if loss_name == "softmax_cross_entropy_with_integer_labels":
+        if out.ndim != 2:
+            raise ValueError(f"loss {loss_name!r} needs outputs [batch, n_classes]; the model "
+                             f"returns shape {tuple(out.shape)}")
+        _checks.check_labels("y", y, out.shape[-1])
+        if y.ndim != 1:
+            raise ValueError(f"`y` must be integer labels of shape [n], got {tuple(y.shape)}")
+    elif loss_name is not None and out.shape[1:] != y.shape[1:]:
+        raise ValueError(f"loss {loss_name!r} needs targets shaped like the model's outputs: "
+                         f"outputs per example {tuple(out.shape[1:])}, `y` per example "
+                         f"{tuple(y.shape[1:])}")
+    return x, y
+
+
+def _default_metrics(loss_name):
+    if loss_name in _CLASSIFICATION_LOSSES:
+        return {"accuracy": metrics_lib.accuracy}
+    return {}
+
+
+def _as_metric_dict(metrics, loss_name) -> dict[str, Callable]:
+    if metrics is None:
+        return _default_metrics(loss_name)
+    if isinstance(metrics, Mapping):
+        for name, fn in metrics.items():
+            if not callable(fn):
+                raise TypeError(f"`metrics[{name!r}]` must be callable(outputs, y), "
+                                f"got {type(fn).__name__}")
+        return dict(metrics)
+    raise TypeError(f"`metrics` must be None or a dict name -> fn(outputs, y), "
+                    f"got {type(metrics).__name__}")
+
+
+# ------------------------------------------------------------------------------------ fit
+
+def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | Callable,
+        optimizer: optax.GradientTransformation, key: Array, batch_size: int,
+        epochs: int | None = None, steps: int | None = None,
+        validation_data: tuple[Array, Array] | None = None,
+        metrics: Mapping[str, Callable] | None = None,
+        penalty: Callable[[Params], Array] | None = None,
+        callbacks: Sequence[Callback | Callable] = (), nan_guard: bool = True,
+        progress: bool = False, verbose: bool = False) -> FitResult:
+    """Trains ``apply_fn`` by mini-batch gradient descent on shuffled data.
+
+    Each epoch draws a permutation of the ``n`` samples and takes ``n // batch_size`` steps on
+    consecutive slices of it (the ``n % batch_size`` samples left over change every epoch).
+    Step ``t`` minimises ``mean_i loss(apply(params, x_i), y_i) + penalty(params)`` over its batch.
+
+    Args:
+      apply_fn: ``apply(params, x, ...)``; ``key``/``train`` are passed if it takes them (see
+        :func:`as_apply`). ``x`` is a batch ``[batch, ...]``.
+      params: initial params pytree (not modified; the trainer works on a copy).
+      x: inputs ``[n, ...]`` (float). y: targets ``[n, ...]``.
+      loss: a name from :data:`jaxlearn.losses.LOSSES` or ``fn(outputs, targets) -> [batch]``.
+      optimizer: any ``optax.GradientTransformation`` (see :func:`jaxlearn.optim.make_optimizer`).
+      key: ``jax.random`` key for shuffling and dropout.
+      batch_size: samples per step, ``1 <= batch_size <= n``.
+      epochs / steps: length of training; give exactly one. With ``steps`` the last epoch may be
+        partial.
+      validation_data: ``(x_val, y_val)``, evaluated after every epoch (``val_loss`` and the
+        ``metrics``).
+      metrics: ``{name: fn(outputs, y) -> scalar}``; default accuracy for classification losses.
+      penalty: ``fn(params) -> scalar`` added to the loss (e.g. ``lambda p: lam * l2_penalty(p)``).
+      callbacks: objects with ``on_epoch_end(epoch, logs, params) -> stop?`` (and optionally
+        ``on_train_end(params) -> params``), or plain functions with that signature.
+      nan_guard: skip and stop at the first step whose loss or params are not finite.
+      progress: show a tqdm progress bar over epochs.
+      verbose: print one line per epoch.
+
+    Returns:
+      A :class:`FitResult`.
+    """
+    apply = as_apply(apply_fn)
+    loss_name = loss if isinstance(loss, str) else None
+    loss_fn = losses.get_loss(loss)
+    _checks.check_key("key", key)
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError("`optimizer` must be an optax.GradientTransformation (e.g. optax.adam(1e-3)"
+                        f" or jaxlearn.optim.make_optimizer(...)), got {type(optimizer).__name__}")
+    if penalty is not None and not callable(penalty):
+        raise TypeError(f"`penalty` must be callable(params) -> scalar, got {type(penalty).__name__}")
+    x, y = _check_fit_args(apply, params, x, y, loss_name, batch_size, epochs, steps)
+    metric_fns = _as_metric_dict(metrics, loss_name)
+    if validation_data is not None:
+        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+            raise TypeError("`validation_data` must be a pair (x_val, y_val)")
+        x_val, y_val = _check_fit_args(apply, params, validation_data[0], validation_data[1],
+                                       loss_name, 1, 1, None)
+    cb_list = [_as_callback(cb, i) for i, cb in enumerate(callbacks)]
+
+    n = x.shape[0]
+    steps_per_epoch = n // batch_size
+    total_steps = steps if steps is not None else epochs * steps_per_epoch
+    n_epochs = math.ceil(total_steps / steps_per_epoch)
+
+    x, y = jax.device_put(x), jax.device_put(y)
+    params = jax.tree_util.tree_map(lambda p: jnp.array(p, copy=True), params)
+    opt_state = optimizer.init(params)
+
+    t0 = time.perf_counter()
+    compiled: dict[int, Any] = {}
+
+    def get_epoch_fn(n_steps: int, params, opt_state, key_e, step0):
+        if n_steps not in compiled:
+            fn = _make_epoch(apply, loss_fn, optimizer, penalty, batch_size, n_steps, nan_guard)
+            compiled[n_steps] = fn.lower(params, opt_state, x, y, key_e, step0).compile()
+        return compiled[n_steps]
+
+    step0 = jnp.asarray(0, jnp.int32)
+    get_epoch_fn(min(steps_per_epoch, total_steps), params, opt_state, key, step0)
+    if total_steps % steps_per_epoch and total_steps > steps_per_epoch:
+        get_epoch_fn(total_steps % steps_per_epoch, params, opt_state, key, step0)
+    evaluator = None
+    if validation_data is not None:
+        evaluator = _make_evaluator(apply, loss_fn, metric_fns, x_val, y_val, params)
+    compile_time = time.perf_counter() - t0
+
+    history: dict[str, list[float]] = {"loss": [], "epoch_time": []}
+    bar = _progress_bar(n_epochs) if progress else None
+    stop_reason = None
+    done = 0
+    train_start = time.perf_counter()
+    epoch = 0
+    for epoch in range(n_epochs):
+        e_start = time.perf_counter()
+        n_steps = min(steps_per_epoch, total_steps - done)
+        key_e = jax.random.fold_in(key, epoch)
+        fn = get_epoch_fn(n_steps, params, opt_state, key_e, step0)
+        params, opt_state, values, bad_step = fn(params, opt_state, x, y, key_e,
+                                                 jnp.asarray(done, jnp.int32))
+        bad = int(bad_step)
+        if bad >= 0:
+            good = values[: bad - done]
+            history["loss"].append(float(jnp.mean(good)) if good.size else float("nan"))
+            history["epoch_time"].append(time.perf_counter() - e_start)
+            done = bad
+            stop_reason = (f"non-finite loss or params at step {bad} (epoch {epoch}); training "
+                           f"stopped and the params after step {bad - 1} (the last finite ones) "
+                           "are returned. Lower the learning rate or check the data.")
+            warnings.warn(stop_reason, RuntimeWarning, stacklevel=2)
+            break
+        done += n_steps
+        logs = {"epoch": epoch, "loss": float(jnp.mean(values))}
+        if evaluator is not None:
+            logs.update({f"val_{k}": v for k, v in evaluator(params).items()})
+        history["loss"].append(logs["loss"])
+        for k, v in logs.items():
+            if k.startswith("val_"):
+                history.setdefault(k, []).append(v)
+        history["epoch_time"].append(time.perf_counter() - e_start)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "epoch"})
+        if verbose:
+            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in logs.items()))
+        stop = False
+        for cb in cb_list:
+            stop = bool(cb.on_epoch_end(epoch, logs, params)) or stop
+        if stop:
+            stop_reason = f"stopped by a callback after epoch {epoch}"
+            break
+    train_time = time.perf_counter() - train_start
+    if bar is not None:
+        bar.close()
+    for cb in cb_list:
+        if hasattr(cb, "on_train_end"):
+            params = cb.on_train_end(params)
+    return FitResult(params, opt_state, history, done, epoch + 1, compile_time, train_time,
+                     stop_reason)
+
+
+class _FunctionCallback:
+    def __init__(self, fn):
+        self.fn = fn
+
+    def on_epoch_end(self, epoch, logs, params):
+        return self.fn(epoch, logs, params)
+
+
+def _as_callback(cb, i):
+    if hasattr(cb, "on_epoch_end"):
+        return cb
+    if callable(cb):
+        return _FunctionCallback(cb)
+    raise TypeError(f"`callbacks[{i}]` must have on_epoch_end(epoch, logs, params) or be callable, "
+                    f"got {type(cb).__name__}")
+
+
+def _progress_bar(total):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as err:  # tqdm is an optional extra
+        raise ImportError("progress=True needs tqdm: python -m pip install tqdm") from err
+    return tqdm(total=total, unit="epoch", leave=False)
+
+
+# ------------------------------------------------------------------------------- evaluate
+
+def predict(apply_fn: Callable, params: Params, x: Array, *, batch_size: int = 1024) -> Array:
+    """``apply_fn(params, x)`` in batches of ``batch_size`` (test mode), one compiled ``lax.map``.
+
+    Shapes: ``x`` ``[n, ...]``; returns ``[n, ...outputs]``. The last batch is zero-padded and the
+    padding dropped, so every batch has the same shape and compiles once.
+    """
+    apply = as_apply(apply_fn)
+    x = _checks.as_array("x", x)
+    _checks.check_nonempty("x", x)
+    _checks.check_positive("batch_size", batch_size, integer=True)
+    return _predict(apply, params, jnp.asarray(x), min(batch_size, x.shape[0]))
+
+
+def _predict(apply, params, x, batch_size):
+    n = x.shape[0]
+    n_batches = -(-n // batch_size)
+    pad = n_batches * batch_size - n
+    xp = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape(n_batches, batch_size,
+                                                                    *x.shape[1:])
+    out = jax.lax.map(lambda xb: apply(params, xb, train=False), xp)
+    return out.reshape(n_batches * batch_size, *out.shape[2:])[:n]
+
+
+def _make_evaluator(apply, loss_fn, metric_fns, x, y, params, batch_size: int = 1024):
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    bs = min(batch_size, x.shape[0])
+
+    @jax.jit
+    def run(params):
+        out = _predict(apply, params, x, bs)
+        result = {"loss": jnp.mean(loss_fn(out, y))}
+        for name, fn in metric_fns.items():
+            result[name] = fn(out, y)
+        return result
+
+    compiled = run.lower(params).compile()
+    return lambda p: {k: float(v) for k, v in compiled(p).items()}
+
+
+def evaluate(apply_fn: Callable, params: Params, x: Array, y: Array, *,
+             loss: str | Callable | None = None, metrics: Mapping[str, Callable] | None = None,
+             batch_size: int = 1024) -> dict[str, float]:
+    """Loss and metrics of ``apply_fn`` on ``(x, y)``, computed in batches in test mode.
+
+    Returns ``{"loss": ..., "accuracy": ..., ...}`` (``loss`` only when ``loss`` is given; the
+    default metrics are accuracy for classification losses).
+    """
+    apply = as_apply(apply_fn)
+    loss_name = loss if isinstance(loss, str) else None
+    x, y = _check_fit_args(apply, params, x, y, loss_name, 1, 1, None)
+    _checks.check_positive("batch_size", batch_size, integer=True)
+    if metrics is None and loss is None:
+        metrics = {"accuracy": metrics_lib.accuracy}
+    metric_fns = _as_metric_dict(metrics, loss_name)
+    loss_fn = losses.get_loss(loss) if loss is not None else (lambda out, yb: jnp.zeros(()))
+    result = _make_evaluator(apply, loss_fn, metric_fns, x, y, params, batch_size)(params)
+    if loss is None:
+        result.pop("loss")
+    return result
