@@ -1,1 +1,26 @@
-"""jaxlearn: deep learning with few data and explainability, as pure JAX functions."""
+"""jaxlearn: deep learning with few data and explainability, as pure JAX functions.
+
+The modules follow the course's road map — data -> features -> model -> loss -> optimizer ->
+train -> evaluate:
+
+- :mod:`jaxlearn.data`: synthetic and bundled datasets, splits, standardisation, augmentation.
+- :mod:`jaxlearn.features`: hand-made feature maps (phi, polynomials, random Fourier, filters).
+- :mod:`jaxlearn.nn`: layers as ``(init, apply)`` pairs: dense, MLP, conv, dropout, serial.
+- :mod:`jaxlearn.losses`: MSE, cross-entropies from logits, entropy and KL, L2.
+- :mod:`jaxlearn.linear`: least squares, ridge, logistic regression.
+- :mod:`jaxlearn.optim`: gradient descent on any J, optax optimizers and schedules.
+- :mod:`jaxlearn.backprop`: the one-hidden-layer MLP's chain rule by hand.
+- :mod:`jaxlearn.train`: :func:`fit` and :func:`evaluate`.
+- :mod:`jaxlearn.metrics`: accuracy, confusion matrix, precision/recall, ROC/AUC, log-loss, Brier.
+"""
+
+from jaxlearn import (backprop, data, features, linear, losses, metrics, nn, optim, report,
+                      train)
+from jaxlearn.train import EarlyStopping, FitResult, evaluate, fit, from_linen, from_nnx, predict
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EarlyStopping", "FitResult", "backprop", "data", "evaluate", "features", "fit", "from_linen",
+    "from_nnx", "linear", "losses", "metrics", "nn", "optim", "predict", "report", "train",
+]

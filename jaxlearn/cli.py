@@ -1,0 +1,146 @@
+"""The ``jaxlearn`` command: list, run and reproduce the course's experiments.
+
+    jaxlearn list
+    jaxlearn run NAME [NAME ...] [--quick] [--out DIR] [--seeds N]
+    jaxlearn reproduce [--quick] [--out DIR] [--seeds N]
+
+``reproduce`` runs every experiment with a progress bar each, and writes ``DIR/report.md``,
+``DIR/report.html`` (figures embedded), one PNG per figure and ``DIR/results.json``. The report is
+rewritten after each experiment, so an interrupted run keeps what it finished; an experiment that
+raises is reported as failed and the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+
+from jaxlearn import report
+
+
+class _ArgumentError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxlearn", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the experiments and their claims")
+    for name, help_ in (("run", "run the named experiments"),
+                        ("reproduce", "run every experiment and write the report")):
+        p = sub.add_parser(name, help=help_)
+        if name == "run":
+            p.add_argument("names", nargs="+", metavar="NAME")
+        p.add_argument("--quick", action="store_true",
+                       help="small settings: the whole reproduce takes minutes on a laptop CPU")
+        p.add_argument("--out", default="results", help="output folder (default: results/)")
+        p.add_argument("--seeds", type=int, default=None,
+                       help="seeds per measurement (default 3, or 2 with --quick)")
+        p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return parser
+
+
+def _check_out_dir(out: str) -> None:
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise _ArgumentError(f"--out {out!r} is not a writable folder: {err.strerror or err}")
+
+
+def _progress_factory(enabled: bool):
+    if not enabled:
+        return lambda name: (lambda done, total: None), (lambda: None)
+    from tqdm.auto import tqdm
+    state = {}
+
+    def make(name):
+        bar = tqdm(desc=f"{name:<24}", unit="stage", leave=True, file=sys.stderr)
+        state["bar"] = bar
+
+        def progress(done, total):
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        return progress
+
+    def close():
+        if "bar" in state:
+            state["bar"].close()
+
+    return make, close
+
+
+def run_experiments(names: Sequence[str], *, quick: bool, seeds: int, out: str,
+                    progress: bool = True) -> list[report.Outcome]:
+    """Runs the named experiments, rewriting the report in ``out`` after each one."""
+    import experiments
+    available = experiments.discover()
+    outcomes: list[report.Outcome] = []
+    make_bar, close_bar = _progress_factory(progress)
+    meta = {"mode": "quick" if quick else "full", "seeds": seeds,
+            "python": platform.python_version()}
+    try:
+        import jax
+        meta["jax"] = jax.__version__
+        meta["device"] = str(jax.devices()[0].platform)
+    except ImportError:  # pragma: no cover - jax is a core dependency
+        pass
+    for name in names:
+        module = available[name]
+        start = time.perf_counter()
+        try:
+            outcome = module.run(quick=quick, seeds=seeds, progress=make_bar(name))
+            outcome.seconds = time.perf_counter() - start
+        except Exception:  # an experiment that fails is reported, the others still run
+            outcome = report.Outcome(name=name, claim=module.CLAIM, checks=[],
+                                     error=traceback.format_exc(),
+                                     seconds=time.perf_counter() - start)
+        finally:
+            close_bar()
+        outcomes.append(outcome)
+        report.write_report(outcomes, out, meta=meta)
+        print(f"{name}: {outcome.verdict} ({outcome.seconds:.1f} s)", file=sys.stderr)
+    return outcomes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        import experiments
+        available = experiments.discover()
+        if args.command == "list":
+            for name, module in available.items():
+                print(f"{name:<24} {module.CLAIM}")
+            return 0
+        names = list(available) if args.command == "reproduce" else args.names
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            raise _ArgumentError(f"unknown experiment {unknown[0]!r}; `jaxlearn list` shows the "
+                                 f"{len(available)} experiments: {', '.join(available)}")
+        seeds = args.seeds if args.seeds is not None else (2 if args.quick else 3)
+        if seeds < 1:
+            raise _ArgumentError(f"--seeds must be >= 1, got {seeds}")
+        _check_out_dir(args.out)
+    except _ArgumentError as err:
+        print(f"jaxlearn: error: {err}", file=sys.stderr)
+        return 2
+    outcomes = run_experiments(names, quick=args.quick, seeds=seeds, out=args.out,
+                               progress=not args.no_progress)
+    failed = [o.name for o in outcomes if o.verdict == "failed"]
+    print(f"wrote {os.path.join(args.out, 'report.md')}, report.html, results.json; "
+          f"{sum(o.verdict == 'holds' for o in outcomes)}/{len(outcomes)} claims hold"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
