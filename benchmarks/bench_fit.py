@@ -32,7 +32,8 @@ def floor_program(apply, loss_fn, optimizer, n: int, steps: int, batch_size: int
 
     def run(params, x, y, key):
         keys = jax.random.split(key, n_epochs)
-        perms = jax.vmap(lambda k: jax.random.permutation(k, n)[: steps_per_epoch * batch_size])(keys)
+        used = steps_per_epoch * batch_size
+        perms = jax.vmap(lambda k: jax.random.permutation(k, n)[:used])(keys)
         batches = perms.reshape(n_epochs * steps_per_epoch, batch_size)[:steps]
         opt_state = optimizer.init(params)
 
@@ -88,7 +89,8 @@ def main(argv=None):
             p_floor, _ = floor_c(params, x, y, key)
             jax.block_until_ready(p_floor)
             floor_times.append(time.perf_counter() - t0)
-            result = jl.fit(model.apply, params, x, y, loss="softmax_cross_entropy_with_integer_labels",
+            result = jl.fit(model.apply, params, x, y,
+                            loss="softmax_cross_entropy_with_integer_labels",
                             optimizer=opt, key=key, batch_size=BATCH, steps=STEPS)
             jax.block_until_ready(result.params)
             fit_times.append(result.train_time)

@@ -14,8 +14,7 @@ train -> evaluate:
 - :mod:`jaxlearn.metrics`: accuracy, confusion matrix, precision/recall, ROC/AUC, log-loss, Brier.
 """
 
-from jaxlearn import (backprop, data, features, linear, losses, metrics, nn, optim, report,
-                      train)
+from jaxlearn import backprop, data, features, linear, losses, metrics, nn, optim, report, train
 from jaxlearn.train import EarlyStopping, FitResult, evaluate, fit, from_linen, from_nnx, predict
 
 __version__ = "0.1.0"

@@ -61,7 +61,8 @@ def check_finite(name: str, x: Any) -> None:
     arr = np.asarray(x)
     if np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
         n_bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"`{name}` contains {n_bad} NaN or inf value(s); clean or impute them first")
+        raise ValueError(f"`{name}` contains {n_bad} NaN or inf value(s); "
+                         "clean or impute them first")
 
 
 def check_same_length(name_a: str, a: Any, name_b: str, b: Any) -> None:

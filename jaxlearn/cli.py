@@ -52,7 +52,8 @@ def _check_out_dir(out: str) -> None:
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
             pass
     except OSError as err:
-        raise _ArgumentError(f"--out {out!r} is not a writable folder: {err.strerror or err}")
+        raise _ArgumentError(
+            f"--out {out!r} is not a writable folder: {err.strerror or err}") from err
 
 
 def _progress_factory(enabled: bool):

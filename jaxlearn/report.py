@@ -187,8 +187,8 @@ def write_report(outcomes: Sequence[Outcome], out_dir: str, *, title: str = "jax
             htm.append(f"<pre>{html.escape(o.error)}</pre>")
         if o.checks:
             table = markdown_table(("check", "measured", "op", "threshold", "passed"),
-                                   [(c.what, c.value, c.op, c.threshold, "yes" if c.passed else "NO")
-                                    for c in o.checks])
+                                   [(c.what, c.value, c.op, c.threshold,
+                                     "yes" if c.passed else "NO") for c in o.checks])
             md += ["**Evidence.**", "", table, ""]
             htm += ["<p><b>Evidence.</b></p>", _md_table_to_html(table)]
         for t_title, table in o.tables.items():

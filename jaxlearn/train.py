@@ -37,7 +37,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxlearn import _checks, losses, metrics as metrics_lib
+from jaxlearn import _checks, losses
+from jaxlearn import metrics as metrics_lib
 
 Array = jax.Array
 Params = Any
@@ -132,7 +133,8 @@ class EarlyStopping:
     ``restore_best``, makes :func:`fit` return the params of the best epoch.
 
     ``monitor`` is a key of the epoch logs (``"val_loss"``, ``"val_accuracy"``, ``"loss"``...);
-    ``mode`` is ``"min"`` or ``"max"``. The best params are copied (the trainer donates its buffers).
+    ``mode`` is ``"min"`` or ``"max"``. The best params are copied (the trainer donates its
+    buffers).
     """
 
     def __init__(self, monitor: str = "val_loss", *, patience: int = 10, mode: str = "min",
@@ -350,7 +352,8 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
         raise TypeError("`optimizer` must be an optax.GradientTransformation (e.g. optax.adam(1e-3)"
                         f" or jaxlearn.optim.make_optimizer(...)), got {type(optimizer).__name__}")
     if penalty is not None and not callable(penalty):
-        raise TypeError(f"`penalty` must be callable(params) -> scalar, got {type(penalty).__name__}")
+        raise TypeError("`penalty` must be callable(params) -> scalar, "
+                        f"got {type(penalty).__name__}")
     x, y = _check_fit_args(apply, params, x, y, loss_name, batch_size, epochs, steps)
     metric_fns = _as_metric_dict(metrics, loss_name)
     if validation_data is not None:

@@ -76,7 +76,8 @@ def test_run_named_experiment_only(fake_experiments, tmp_path):
     (["reproduce", "--seeds", "0"], "--seeds must be >= 1, got 0"),
     (["reproduce", "--out", "/proc/jaxlearn-not-writable"], "is not a writable folder"),
 ])
-def test_bad_arguments_exit_nonzero_with_one_line(fake_experiments, argv, message, capsys, tmp_path):
+def test_bad_arguments_exit_nonzero_with_one_line(fake_experiments, argv, message, capsys,
+                                                  tmp_path):
     if "--out" not in argv:
         argv = [*argv, "--out", str(tmp_path)]
     assert cli.main(argv) == 2
