@@ -8,8 +8,9 @@ A :class:`Layer` is a NamedTuple of two pure functions, as in ``jax.example_libr
 ``input_shape`` is the shape of *one* example (no batch axis); ``apply`` takes a batch
 ``x`` of shape ``[batch, *input_shape]``. Params are plain pytrees (dicts and tuples of arrays).
 Convolutions are channels-last: 1-D inputs are ``[batch, length, channels]`` and 2-D inputs
-``[batch, height, width, channels]``, with kernels ``[k, c_in, c_out]`` and ``[kh, kw, c_in, c_out]``
-(``lax.conv_general_dilated`` with ``("NWC", "WIO", "NWC")`` / ``("NHWC", "HWIO", "NHWC")``).
+``[batch, height, width, channels]``, with kernels ``[k, c_in, c_out]`` and
+``[kh, kw, c_in, c_out]`` (``lax.conv_general_dilated`` with ``("NWC", "WIO", "NWC")`` /
+``("NHWC", "HWIO", "NHWC")``).
 
 Example — the MNIST-1D reference MLP (40-100-100-10, residual second layer)::
 
@@ -174,7 +175,8 @@ def serial(*layers: Layer) -> Layer:
 
     def apply(params, x, *, key=None, train=False):
         if len(params) != len(layers):
-            raise ValueError(f"serial: got params for {len(params)} layers, model has {len(layers)}")
+            raise ValueError(f"serial: got params for {len(params)} layers, model has "
+                             f"{len(layers)}")
         keys = jax.random.split(key, len(layers)) if key is not None else [None] * len(layers)
         for p, k, layer in zip(params, keys, layers):
             x = layer.apply(p, x, key=k, train=train)
@@ -312,7 +314,9 @@ def _pad_amounts(padding: Padding, size: int, kernel: int, stride: int, name: st
             raise ValueError(f"`{name}` must be >= 0, got {padding}")
         return padding, padding
     if (isinstance(padding, tuple) and len(padding) == 2
-            and all(isinstance(p, int) and p >= 0 for p in padding)):
+            and all(isinstance(p, int) and not isinstance(p, bool) for p in padding)):
+        if min(padding) < 0:
+            raise ValueError(f"`{name}` must be >= 0, got {padding}")
         return padding
     raise TypeError(f"`{name}` must be 'SAME', 'VALID', an int >= 0 or a pair (low, high), "
                     f"got {padding!r}")
@@ -333,8 +337,8 @@ def _conv(n_spatial: int, out_channels: int, kernel_size, stride, padding, w_ini
     name = f"conv{n_spatial}d"
     kernel_size = _as_tuple(kernel_size, n_spatial, "kernel_size")
     stride = _as_tuple(stride, n_spatial, "stride")
-    if not isinstance(padding, (str, int)) and isinstance(padding, tuple) and n_spatial > 1 \
-            and len(padding) == n_spatial and all(isinstance(p, (tuple, str, int)) for p in padding):
+    if (isinstance(padding, tuple) and n_spatial > 1 and len(padding) == n_spatial
+            and all(isinstance(p, (tuple, str, int)) for p in padding)):
         paddings = tuple(padding)
     else:
         paddings = (padding,) * n_spatial
@@ -431,3 +435,13 @@ def _check_input_shape(input_shape, *, min_ndim: int, layer: str, exact: bool = 
 def count_params(params: Params) -> int:
     """Total number of scalars in a params pytree."""
     return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
+
+
+def init_stacked(layer: Layer, keys: Array, input_shape: Shape) -> Params:
+    """Params of ``len(keys)`` independent initialisations, stacked on a leading axis.
+
+    ``init_stacked(layer, keys, shape)[i]`` equals ``layer.init(keys[i], shape)[1]``; use it with
+    :func:`jaxlearn.train.fit_many` to train the members at once.
+    """
+    _checks.check_key("keys", keys)
+    return jax.vmap(lambda k: layer.init(k, tuple(input_shape))[1])(keys)

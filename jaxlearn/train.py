@@ -35,6 +35,7 @@ from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxlearn import _checks, losses
@@ -206,7 +207,12 @@ def _tree_all_finite(tree) -> Array:
 
 def _make_epoch(apply, loss_fn, optimizer, penalty, batch_size: int, n_steps: int,
                 nan_guard: bool):
-    """``epoch(params, opt_state, x, y, key, step0) -> (params, opt_state, losses, bad_step)``."""
+    """``epoch(params, opt_state, x, y, key, step0, bad_step) -> (params, opt_state, losses,
+    bad_step)``, not yet jitted (:func:`fit` jits it, :func:`fit_many` vmaps then jits it).
+
+    ``bad_step`` is the first step whose update was not finite (-1 while none); once set, no
+    further update is applied, also in later epochs.
+    """
 
     def objective(params, xb, yb, key):
         out = apply(params, xb, key=key, train=True)
@@ -215,7 +221,7 @@ def _make_epoch(apply, loss_fn, optimizer, penalty, batch_size: int, n_steps: in
 
     grad_fn = jax.value_and_grad(objective)
 
-    def epoch(params, opt_state, x, y, key, step0):
+    def epoch(params, opt_state, x, y, key, step0, bad_step):
         k_perm, k_steps = jax.random.split(key)
         perm = jax.random.permutation(k_perm, x.shape[0])
         batches = perm[: n_steps * batch_size].reshape(n_steps, batch_size)
@@ -237,12 +243,12 @@ def _make_epoch(apply, loss_fn, optimizer, penalty, batch_size: int, n_steps: in
                 bad_step = jnp.where((bad_step < 0) & ~ok, step0 + i, bad_step)
             return (new_params, new_opt_state, bad_step), value
 
-        carry = (params, opt_state, jnp.array(-1, jnp.int32))
+        carry = (params, opt_state, bad_step)
         (params, opt_state, bad_step), values = jax.lax.scan(
             step, carry, (batches, step_keys, jnp.arange(n_steps, dtype=jnp.int32)))
         return params, opt_state, values, bad_step
 
-    return jax.jit(epoch, donate_argnums=(0, 1))
+    return epoch
 
 
 # ------------------------------------------------------------------------------ validation
@@ -377,11 +383,13 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
 
     def get_epoch_fn(n_steps: int, params, opt_state, key_e, step0):
         if n_steps not in compiled:
-            fn = _make_epoch(apply, loss_fn, optimizer, penalty, batch_size, n_steps, nan_guard)
-            compiled[n_steps] = fn.lower(params, opt_state, x, y, key_e, step0).compile()
+            fn = jax.jit(_make_epoch(apply, loss_fn, optimizer, penalty, batch_size, n_steps,
+                                     nan_guard), donate_argnums=(0, 1))
+            compiled[n_steps] = fn.lower(params, opt_state, x, y, key_e, step0, no_bad).compile()
         return compiled[n_steps]
 
     step0 = jnp.asarray(0, jnp.int32)
+    no_bad = jnp.asarray(-1, jnp.int32)
     get_epoch_fn(min(steps_per_epoch, total_steps), params, opt_state, key, step0)
     if total_steps % steps_per_epoch and total_steps > steps_per_epoch:
         get_epoch_fn(total_steps % steps_per_epoch, params, opt_state, key, step0)
@@ -402,7 +410,7 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
         key_e = jax.random.fold_in(key, epoch)
         fn = get_epoch_fn(n_steps, params, opt_state, key_e, step0)
         params, opt_state, values, bad_step = fn(params, opt_state, x, y, key_e,
-                                                 jnp.asarray(done, jnp.int32))
+                                                 jnp.asarray(done, jnp.int32), no_bad)
         bad = int(bad_step)
         if bad >= 0:
             good = values[: bad - done]
@@ -443,6 +451,127 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
             params = cb.on_train_end(params)
     return FitResult(params, opt_state, history, done, epoch + 1, compile_time, train_time,
                      stop_reason)
+
+
+def fit_many(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | Callable,
+             optimizer: optax.GradientTransformation, keys: Array, batch_size: int,
+             epochs: int | None = None, steps: int | None = None,
+             hyperparams: Mapping[str, Array] | None = None,
+             penalty: Callable[[Params], Array] | None = None, nan_guard: bool = True,
+             progress: bool = False) -> FitResult:
+    """Trains ``N`` models at once: :func:`fit`'s epoch program ``jax.vmap``-ed over members.
+
+    Member ``i`` starts from ``params[i]`` (every leaf has a leading axis ``N``; see
+    :func:`jaxlearn.nn.init_stacked`) and uses ``keys[i]`` for shuffling and dropout, exactly as
+    ``fit(apply_fn, params[i], ..., key=keys[i])`` would: the same batches, the same masks, so the
+    params agree with ``N`` separate fits up to float rounding of the batched matmuls (tested).
+    Data is shared, not copied per member.
+
+    Hyperparameters may differ per member: build the optimizer with ``optax.inject_hyperparams``
+    and give ``hyperparams={"learning_rate": jnp.array([...N values])}``; each value replaces
+    that member's entry in the optimizer state.
+
+    Returns:
+      A :class:`FitResult` with stacked ``params``/``opt_state`` (leading axis ``N``) and
+      ``history["loss"]`` a list over epochs of ``[N]`` lists. A member whose update goes
+      non-finite is frozen at its last finite params (the others go on); ``stop_reason`` names the
+      members and steps. No validation data or callbacks: evaluate the stacked params with
+      ``jax.vmap`` afterwards.
+    """
+    apply = as_apply(apply_fn)
+    loss_name = loss if isinstance(loss, str) else None
+    loss_fn = losses.get_loss(loss)
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError("`optimizer` must be an optax.GradientTransformation, "
+                        f"got {type(optimizer).__name__}")
+    if not isinstance(keys, jax.Array) or keys.ndim < 1:
+        raise TypeError("`keys` must be a batch of jax.random keys, e.g. "
+                        "jax.random.split(jax.random.key(0), n_models)")
+    _checks.check_key("keys", keys)
+    n_models = keys.shape[0]
+    leaves = jax.tree_util.tree_leaves(params)
+    if not leaves:
+        raise ValueError("`params` has no arrays")
+    for leaf in leaves:
+        if leaf.ndim < 1 or leaf.shape[0] != n_models:
+            raise ValueError(f"`params` must be stacked with a leading axis of {n_models} (one "
+                             f"entry per key); found a leaf of shape {tuple(leaf.shape)}")
+    first = jax.tree_util.tree_map(lambda p: p[0], params)
+    x, y = _check_fit_args(apply, first, x, y, loss_name, batch_size, epochs, steps)
+
+    n = x.shape[0]
+    steps_per_epoch = n // batch_size
+    total_steps = steps if steps is not None else epochs * steps_per_epoch
+    n_epochs = math.ceil(total_steps / steps_per_epoch)
+    x, y = jax.device_put(x), jax.device_put(y)
+    params = jax.tree_util.tree_map(lambda p: jnp.array(p, copy=True), params)
+    opt_state = jax.vmap(optimizer.init)(params)
+    if hyperparams:
+        opt_state = _set_hyperparams(opt_state, hyperparams, n_models)
+    bad = jnp.full((n_models,), -1, jnp.int32)
+
+    t0 = time.perf_counter()
+    compiled: dict[int, Any] = {}
+    in_axes = (0, 0, None, None, 0, None, 0)
+
+    def get_epoch_fn(n_steps):
+        if n_steps not in compiled:
+            epoch = _make_epoch(apply, loss_fn, optimizer, penalty, batch_size, n_steps,
+                                nan_guard)
+            fn = jax.jit(jax.vmap(epoch, in_axes=in_axes), donate_argnums=(0, 1))
+            compiled[n_steps] = fn.lower(params, opt_state, x, y, keys,
+                                         jnp.asarray(0, jnp.int32), bad).compile()
+        return compiled[n_steps]
+
+    get_epoch_fn(min(steps_per_epoch, total_steps))
+    if total_steps % steps_per_epoch and total_steps > steps_per_epoch:
+        get_epoch_fn(total_steps % steps_per_epoch)
+    compile_time = time.perf_counter() - t0
+
+    history: dict[str, list] = {"loss": [], "epoch_time": []}
+    bar = _progress_bar(n_epochs) if progress else None
+    done = 0
+    train_start = time.perf_counter()
+    fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
+    for epoch in range(n_epochs):
+        e_start = time.perf_counter()
+        n_steps = min(steps_per_epoch, total_steps - done)
+        params, opt_state, values, bad = get_epoch_fn(n_steps)(
+            params, opt_state, x, y, fold(keys, epoch), jnp.asarray(done, jnp.int32), bad)
+        done += n_steps
+        history["loss"].append(np.asarray(jnp.mean(values, axis=1)).tolist())
+        history["epoch_time"].append(time.perf_counter() - e_start)
+        if bar is not None:
+            bar.update(1)
+    train_time = time.perf_counter() - train_start
+    if bar is not None:
+        bar.close()
+    bad_np = np.asarray(bad)
+    stop_reason = None
+    if np.any(bad_np >= 0):
+        members = np.flatnonzero(bad_np >= 0).tolist()
+        stop_reason = (f"members {members} went non-finite at steps "
+                       f"{bad_np[members].tolist()} and were frozen at their last finite params")
+        warnings.warn(stop_reason, RuntimeWarning, stacklevel=2)
+    return FitResult(params, opt_state, history, done, n_epochs, compile_time, train_time,
+                     stop_reason)
+
+
+def _set_hyperparams(opt_state, hyperparams, n_models):
+    if not hasattr(opt_state, "hyperparams"):
+        raise ValueError("`hyperparams` needs an optimizer built with optax.inject_hyperparams, "
+                         "e.g. optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)")
+    new = dict(opt_state.hyperparams)
+    for name, values in hyperparams.items():
+        if name not in new:
+            raise ValueError(f"`hyperparams` names {name!r} but the optimizer's hyperparameters "
+                             f"are {sorted(new)}")
+        values = jnp.asarray(values, dtype=new[name].dtype)
+        if values.shape != (n_models,):
+            raise ValueError(f"`hyperparams[{name!r}]` must have shape ({n_models},), one value "
+                             f"per model, got {tuple(values.shape)}")
+        new[name] = values
+    return opt_state._replace(hyperparams=new)
 
 
 class _FunctionCallback:

@@ -299,3 +299,73 @@ def test_early_stopping_on_missing_metric_names_it():
     x, y = _blobs()
     with pytest.raises(ValueError, match="'val_loss' but the epoch logs have"):
         _fit(*_model_and_params(), x, y, callbacks=[train.EarlyStopping("val_loss")])
+
+
+# ------------------------------------------------------------------------------- fit_many
+
+def _stack(model, keys, d=5):
+    return nn.init_stacked(model, keys, (d,))
+
+
+def test_fit_many_matches_separate_fits():
+    # Same keys -> same batches and dropout masks; only the batched matmuls may round differently,
+    # and SGD with momentum does not amplify rounding (Adam can, where its second moment is ~0),
+    # so the params agree to float32 rounding accumulated over the run.
+    x, y = _blobs()
+    model = nn.mlp((16,), 3, dropout=0.2)
+    init_keys = jax.random.split(jax.random.key(0), 3)
+    fit_keys = jax.random.split(jax.random.key(1), 3)
+    opt = optax.sgd(0.05, momentum=0.9)
+    many = train.fit_many(model.apply, _stack(model, init_keys), x, y, loss=CE, optimizer=opt,
+                          keys=fit_keys, batch_size=16, epochs=5)
+    assert many.steps == 5 * (120 // 16)
+    for i in range(3):
+        _, p_i = model.init(init_keys[i], (5,))
+        single = train.fit(model.apply, p_i, x, y, loss=CE, optimizer=opt, key=fit_keys[i],
+                           batch_size=16, epochs=5)
+        leaves = zip(jax.tree_util.tree_leaves(many.params),
+                     jax.tree_util.tree_leaves(single.params))
+        for u, v in leaves:
+            np.testing.assert_allclose(u[i], v, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose([h[i] for h in many.history["loss"]], single.history["loss"],
+                                   rtol=1e-5)
+
+
+def test_fit_many_per_member_learning_rates_and_nan_freeze():
+    x, y = _blobs()
+    model = nn.mlp((16,), 3)
+    keys = jax.random.split(jax.random.key(0), 3)
+    opt = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    lrs = jnp.array([0.0, 0.1, 1e30])
+    with pytest.warns(RuntimeWarning, match=r"members \[2\] went non-finite"):
+        result = train.fit_many(model.apply, _stack(model, keys), x, y, loss=CE, optimizer=opt,
+                                keys=keys, batch_size=16, epochs=3,
+                                hyperparams={"learning_rate": lrs})
+    start = _stack(model, keys)
+    # lr 0 leaves member 0 where it started; member 1 moved; member 2 diverged and stayed finite.
+    for u, v in zip(jax.tree_util.tree_leaves(result.params), jax.tree_util.tree_leaves(start)):
+        np.testing.assert_array_equal(u[0], v[0])
+        assert np.all(np.isfinite(u[2]))
+    assert not _leaves_equal(jax.tree_util.tree_map(lambda p: p[1], result.params),
+                             jax.tree_util.tree_map(lambda p: p[1], start))
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(keys=jax.random.key(0)), TypeError, "batch of jax.random keys"),
+    (dict(keys=jax.random.split(jax.random.key(0), 4)), ValueError, "leading axis of 4"),
+    (dict(hyperparams={"learning_rate": jnp.ones(3)}), ValueError, "optax.inject_hyperparams"),
+    (dict(optimizer=optax.inject_hyperparams(optax.sgd)(learning_rate=0.1),
+          hyperparams={"momentum": jnp.ones(3)}), ValueError, "hyperparameters are"),
+    (dict(optimizer=optax.inject_hyperparams(optax.sgd)(learning_rate=0.1),
+          hyperparams={"learning_rate": jnp.ones(2)}), ValueError, r"shape \(3,\)"),
+    (dict(batch_size=1000), ValueError, "only 120 samples"),
+])
+def test_fit_many_rejects_bad_arguments(kwargs, error, match):
+    x, y = _blobs()
+    model = nn.mlp((16,), 3)
+    kw = dict(loss=CE, optimizer=optax.sgd(0.1), keys=jax.random.split(jax.random.key(1), 3),
+              batch_size=16, epochs=1)
+    kw.update(kwargs)
+    with pytest.raises(error, match=match):
+        train.fit_many(model.apply, _stack(model, jax.random.split(jax.random.key(0), 3)), x, y,
+                       **kw)
