@@ -39,6 +39,7 @@ import numpy as np
 import optax
 
 from jaxlearn import _checks, losses
+from jaxlearn import checkpoint as checkpoint_lib
 from jaxlearn import metrics as metrics_lib
 
 Array = jax.Array
@@ -319,7 +320,8 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
         metrics: Mapping[str, Callable] | None = None,
         penalty: Callable[[Params], Array] | None = None,
         callbacks: Sequence[Callback | Callable] = (), nan_guard: bool = True,
-        progress: bool = False, verbose: bool = False) -> FitResult:
+        progress: bool = False, verbose: bool = False,
+        resume_from: str | None = None) -> FitResult:
     """Trains ``apply_fn`` by mini-batch gradient descent on shuffled data.
 
     Each epoch draws a permutation of the ``n`` samples and takes ``n // batch_size`` steps on
@@ -342,10 +344,17 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
       metrics: ``{name: fn(outputs, y) -> scalar}``; default accuracy for classification losses.
       penalty: ``fn(params) -> scalar`` added to the loss (e.g. ``lambda p: lam * l2_penalty(p)``).
       callbacks: objects with ``on_epoch_end(epoch, logs, params) -> stop?`` (and optionally
-        ``on_train_end(params) -> params``), or plain functions with that signature.
+        ``on_train_end(params) -> params`` and ``on_state(state, final=...)``, which receives the
+        full :class:`jaxlearn.checkpoint.TrainState`, as :class:`jaxlearn.checkpoint.Checkpoint`
+        does), or plain functions with the first signature.
       nan_guard: skip and stop at the first step whose loss or params are not finite.
       progress: show a tqdm progress bar over epochs.
       verbose: print one line per epoch.
+      resume_from: a checkpoint folder (see :class:`jaxlearn.checkpoint.Checkpoint`). If it holds
+        a loadable checkpoint, training continues from it — params, optimizer state, epoch, step
+        and history — and ends bitwise equal to an uninterrupted run; if it holds none, training
+        starts from ``params``. The checkpoint must come from the same ``key``, ``batch_size``,
+        number of samples and length of training.
 
     Returns:
       A :class:`FitResult`.
@@ -399,12 +408,19 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
     compile_time = time.perf_counter() - t0
 
     history: dict[str, list[float]] = {"loss": [], "epoch_time": []}
+    run_meta = {"batch_size": batch_size, "n_samples": n, "total_steps": total_steps}
+    start_epoch, done = 0, 0
+    if resume_from is not None:
+        resumed = _resume(resume_from, key, params, opt_state, run_meta)
+        if resumed is not None:
+            params, opt_state, history, start_epoch, done = resumed
     bar = _progress_bar(n_epochs) if progress else None
+    if bar is not None:
+        bar.update(start_epoch)
     stop_reason = None
-    done = 0
     train_start = time.perf_counter()
-    epoch = 0
-    for epoch in range(n_epochs):
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, n_epochs):
         e_start = time.perf_counter()
         n_steps = min(steps_per_epoch, total_steps - done)
         key_e = jax.random.fold_in(key, epoch)
@@ -440,6 +456,12 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
         stop = False
         for cb in cb_list:
             stop = bool(cb.on_epoch_end(epoch, logs, params)) or stop
+        state_cbs = [cb for cb in cb_list if hasattr(cb, "on_state")]
+        if state_cbs:
+            state = checkpoint_lib.TrainState(params, opt_state, key, epoch + 1, done, history,
+                                              run_meta)
+            for cb in state_cbs:
+                cb.on_state(state, final=stop or epoch + 1 == n_epochs)
         if stop:
             stop_reason = f"stopped by a callback after epoch {epoch}"
             break
@@ -449,8 +471,8 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
     for cb in cb_list:
         if hasattr(cb, "on_train_end"):
             params = cb.on_train_end(params)
-    return FitResult(params, opt_state, history, done, epoch + 1, compile_time, train_time,
-                     stop_reason)
+    return FitResult(params, opt_state, history, done, max(epoch + 1, start_epoch), compile_time,
+                     train_time, stop_reason)
 
 
 def fit_many(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | Callable,
@@ -572,6 +594,33 @@ def _set_hyperparams(opt_state, hyperparams, n_models):
                              f"per model, got {tuple(values.shape)}")
         new[name] = values
     return opt_state._replace(hyperparams=new)
+
+
+def _resume(directory, key, params, opt_state, run_meta):
+    """Loads the newest usable checkpoint of ``directory`` for :func:`fit`, or ``None``."""
+    found = checkpoint_lib.latest_checkpoint(directory, params=params, opt_state=opt_state)
+    if found is None:
+        return None
+    state, path = found
+    for name, value in run_meta.items():
+        if state.meta.get(name) != value:
+            raise ValueError(f"`resume_from`: checkpoint {path!r} was made with {name}="
+                             f"{state.meta.get(name)!r}, this run has {name}={value!r}")
+    same_key = np.array_equal(np.asarray(_key_data(state.key)), np.asarray(_key_data(key)))
+    if not same_key:
+        raise ValueError(f"`resume_from`: checkpoint {path!r} was made with a different `key`; "
+                         "resuming would not reproduce the run")
+    def to_device(tree):
+        return jax.tree_util.tree_map(jnp.asarray, tree)
+
+    return (to_device(state.params), to_device(state.opt_state), state.history, state.epoch,
+            state.step)
+
+
+def _key_data(key):
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    return key
 
 
 class _FunctionCallback:
