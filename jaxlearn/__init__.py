@@ -12,14 +12,37 @@ train -> evaluate:
 - :mod:`jaxlearn.backprop`: the one-hidden-layer MLP's chain rule by hand.
 - :mod:`jaxlearn.train`: :func:`fit` and :func:`evaluate`.
 - :mod:`jaxlearn.metrics`: accuracy, confusion matrix, precision/recall, ROC/AUC, log-loss, Brier.
+- :mod:`jaxlearn.checkpoint`: versioned, checksummed, atomic checkpoints; bitwise resume.
 """
 
-from jaxlearn import backprop, data, features, linear, losses, metrics, nn, optim, report, train
-from jaxlearn.train import EarlyStopping, FitResult, evaluate, fit, from_linen, from_nnx, predict
+from jaxlearn import (
+    backprop,
+    checkpoint,
+    data,
+    features,
+    linear,
+    losses,
+    metrics,
+    nn,
+    optim,
+    report,
+    train,
+)
+from jaxlearn.train import (
+    EarlyStopping,
+    FitResult,
+    evaluate,
+    fit,
+    fit_many,
+    from_linen,
+    from_nnx,
+    predict,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "EarlyStopping", "FitResult", "backprop", "data", "evaluate", "features", "fit", "from_linen",
-    "from_nnx", "linear", "losses", "metrics", "nn", "optim", "predict", "report", "train",
+    "EarlyStopping", "FitResult", "backprop", "checkpoint", "data", "evaluate", "features", "fit",
+    "fit_many", "from_linen", "from_nnx", "linear", "losses", "metrics", "nn", "optim", "predict",
+    "report", "train",
 ]
