@@ -25,6 +25,7 @@ from jaxlearn import (
     metrics,
     nn,
     optim,
+    parallel,
     report,
     train,
 )
@@ -43,6 +44,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EarlyStopping", "FitResult", "backprop", "checkpoint", "data", "evaluate", "features", "fit",
-    "fit_many", "from_linen", "from_nnx", "linear", "losses", "metrics", "nn", "optim", "predict",
+    "fit_many", "from_linen", "from_nnx", "linear", "losses", "metrics", "nn", "optim", "parallel", "predict",
     "report", "train",
 ]

@@ -207,12 +207,14 @@ def _tree_all_finite(tree) -> Array:
 
 
 def _make_epoch(apply, loss_fn, optimizer, penalty, batch_size: int, n_steps: int,
-                nan_guard: bool):
-    """``epoch(params, opt_state, x, y, key, step0, bad_step) -> (params, opt_state, losses,
-    bad_step)``, not yet jitted (:func:`fit` jits it, :func:`fit_many` vmaps then jits it).
+                nan_guard: bool, batch_sharding=None):
+    """``epoch(params, opt_state, x, y, key, epoch, step0, bad_step) -> (params, opt_state,
+    losses, bad_step)``, not yet jitted (:func:`fit` jits it, :func:`fit_many` vmaps then jits).
 
-    ``bad_step`` is the first step whose update was not finite (-1 while none); once set, no
-    further update is applied, also in later epochs.
+    The epoch's key is ``fold_in(key, epoch)``, drawn inside the program. ``bad_step`` is the
+    first step whose update was not finite (-1 while none); once set, no further update is
+    applied, also in later epochs. With ``batch_sharding`` every batch is constrained to it (data
+    parallelism: XLA splits the batch over devices and all-reduces the gradients).
     """
 
     def objective(params, xb, yb, key):
@@ -222,8 +224,8 @@ def _make_epoch(apply, loss_fn, optimizer, penalty, batch_size: int, n_steps: in
 
     grad_fn = jax.value_and_grad(objective)
 
-    def epoch(params, opt_state, x, y, key, step0, bad_step):
-        k_perm, k_steps = jax.random.split(key)
+    def epoch(params, opt_state, x, y, key, epoch_index, step0, bad_step):
+        k_perm, k_steps = jax.random.split(jax.random.fold_in(key, epoch_index))
         perm = jax.random.permutation(k_perm, x.shape[0])
         batches = perm[: n_steps * batch_size].reshape(n_steps, batch_size)
         step_keys = jax.random.split(k_steps, n_steps)
@@ -231,7 +233,11 @@ def _make_epoch(apply, loss_fn, optimizer, penalty, batch_size: int, n_steps: in
         def step(carry, inputs):
             params, opt_state, bad_step = carry
             idx, k, i = inputs
-            value, grads = grad_fn(params, x[idx], y[idx], k)
+            xb, yb = x[idx], y[idx]
+            if batch_sharding is not None:
+                xb = jax.lax.with_sharding_constraint(xb, batch_sharding)
+                yb = jax.lax.with_sharding_constraint(yb, batch_sharding)
+            value, grads = grad_fn(params, xb, yb, k)
             updates, new_opt_state = optimizer.update(grads, opt_state, params)
             new_params = optax.apply_updates(params, updates)
             if nan_guard:
@@ -321,7 +327,7 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
         penalty: Callable[[Params], Array] | None = None,
         callbacks: Sequence[Callback | Callable] = (), nan_guard: bool = True,
         progress: bool = False, verbose: bool = False,
-        resume_from: str | None = None) -> FitResult:
+        resume_from: str | None = None, mesh: jax.sharding.Mesh | None = None) -> FitResult:
     """Trains ``apply_fn`` by mini-batch gradient descent on shuffled data.
 
     Each epoch draws a permutation of the ``n`` samples and takes ``n // batch_size`` steps on
@@ -355,6 +361,11 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
         and history — and ends bitwise equal to an uninterrupted run; if it holds none, training
         starts from ``params``. The checkpoint must come from the same ``key``, ``batch_size``,
         number of samples and length of training.
+      mesh: data parallelism over the devices of a ``jax.sharding.Mesh`` with a ``"data"`` axis
+        (e.g. ``jax.make_mesh((jax.device_count(),), ("data",))``): the data and params are
+        replicated, each batch is split over ``"data"`` (``batch_size`` must be divisible by its
+        size) and XLA all-reduces the gradients. The result equals single-device training up to
+        float summation order (tested on 8 simulated CPU devices and across 2 processes).
 
     Returns:
       A :class:`FitResult`.
@@ -377,34 +388,38 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
         x_val, y_val = _check_fit_args(apply, params, validation_data[0], validation_data[1],
                                        loss_name, 1, 1, None)
     cb_list = [_as_callback(cb, i) for i, cb in enumerate(callbacks)]
+    place, batch_sharding = _placement(mesh, batch_size)
 
     n = x.shape[0]
     steps_per_epoch = n // batch_size
     total_steps = steps if steps is not None else epochs * steps_per_epoch
     n_epochs = math.ceil(total_steps / steps_per_epoch)
 
-    x, y = jax.device_put(x), jax.device_put(y)
-    params = jax.tree_util.tree_map(lambda p: jnp.array(p, copy=True), params)
-    opt_state = optimizer.init(params)
+    x, y, key = place(x), place(y), place(key)
+    params = place(params)
+    opt_state = place(optimizer.init(params))
+    no_bad = place(np.int32(-1))
 
     t0 = time.perf_counter()
     compiled: dict[int, Any] = {}
 
-    def get_epoch_fn(n_steps: int, params, opt_state, key_e, step0):
+    def get_epoch_fn(n_steps: int):
         if n_steps not in compiled:
-            fn = jax.jit(_make_epoch(apply, loss_fn, optimizer, penalty, batch_size, n_steps,
-                                     nan_guard), donate_argnums=(0, 1))
-            compiled[n_steps] = fn.lower(params, opt_state, x, y, key_e, step0, no_bad).compile()
+            epoch_fn = _make_epoch(apply, loss_fn, optimizer, penalty, batch_size, n_steps,
+                                   nan_guard, batch_sharding)
+            fn = jax.jit(epoch_fn, donate_argnums=(0, 1))
+            zero = place(np.int32(0))
+            compiled[n_steps] = fn.lower(params, opt_state, x, y, key, zero, zero,
+                                         no_bad).compile()
         return compiled[n_steps]
 
-    step0 = jnp.asarray(0, jnp.int32)
-    no_bad = jnp.asarray(-1, jnp.int32)
-    get_epoch_fn(min(steps_per_epoch, total_steps), params, opt_state, key, step0)
+    get_epoch_fn(min(steps_per_epoch, total_steps))
     if total_steps % steps_per_epoch and total_steps > steps_per_epoch:
-        get_epoch_fn(total_steps % steps_per_epoch, params, opt_state, key, step0)
+        get_epoch_fn(total_steps % steps_per_epoch)
     evaluator = None
     if validation_data is not None:
-        evaluator = _make_evaluator(apply, loss_fn, metric_fns, x_val, y_val, params)
+        evaluator = _make_evaluator(apply, loss_fn, metric_fns, place(x_val), place(y_val),
+                                    params)
     compile_time = time.perf_counter() - t0
 
     history: dict[str, list[float]] = {"loss": [], "epoch_time": []}
@@ -414,6 +429,7 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
         resumed = _resume(resume_from, key, params, opt_state, run_meta)
         if resumed is not None:
             params, opt_state, history, start_epoch, done = resumed
+            params, opt_state = place(params), place(opt_state)
     bar = _progress_bar(n_epochs) if progress else None
     if bar is not None:
         bar.update(start_epoch)
@@ -423,10 +439,8 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
     for epoch in range(start_epoch, n_epochs):
         e_start = time.perf_counter()
         n_steps = min(steps_per_epoch, total_steps - done)
-        key_e = jax.random.fold_in(key, epoch)
-        fn = get_epoch_fn(n_steps, params, opt_state, key_e, step0)
-        params, opt_state, values, bad_step = fn(params, opt_state, x, y, key_e,
-                                                 jnp.asarray(done, jnp.int32), no_bad)
+        params, opt_state, values, bad_step = get_epoch_fn(n_steps)(
+            params, opt_state, x, y, key, place(np.int32(epoch)), place(np.int32(done)), no_bad)
         bad = int(bad_step)
         if bad >= 0:
             good = values[: bad - done]
@@ -534,15 +548,15 @@ def fit_many(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: st
 
     t0 = time.perf_counter()
     compiled: dict[int, Any] = {}
-    in_axes = (0, 0, None, None, 0, None, 0)
+    in_axes = (0, 0, None, None, 0, None, None, 0)
 
     def get_epoch_fn(n_steps):
         if n_steps not in compiled:
             epoch = _make_epoch(apply, loss_fn, optimizer, penalty, batch_size, n_steps,
                                 nan_guard)
             fn = jax.jit(jax.vmap(epoch, in_axes=in_axes), donate_argnums=(0, 1))
-            compiled[n_steps] = fn.lower(params, opt_state, x, y, keys,
-                                         jnp.asarray(0, jnp.int32), bad).compile()
+            zero = jnp.asarray(0, jnp.int32)
+            compiled[n_steps] = fn.lower(params, opt_state, x, y, keys, zero, zero, bad).compile()
         return compiled[n_steps]
 
     get_epoch_fn(min(steps_per_epoch, total_steps))
@@ -554,12 +568,12 @@ def fit_many(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: st
     bar = _progress_bar(n_epochs) if progress else None
     done = 0
     train_start = time.perf_counter()
-    fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
     for epoch in range(n_epochs):
         e_start = time.perf_counter()
         n_steps = min(steps_per_epoch, total_steps - done)
         params, opt_state, values, bad = get_epoch_fn(n_steps)(
-            params, opt_state, x, y, fold(keys, epoch), jnp.asarray(done, jnp.int32), bad)
+            params, opt_state, x, y, keys, jnp.asarray(epoch, jnp.int32),
+            jnp.asarray(done, jnp.int32), bad)
         done += n_steps
         history["loss"].append(np.asarray(jnp.mean(values, axis=1)).tolist())
         history["epoch_time"].append(time.perf_counter() - e_start)
@@ -594,6 +608,44 @@ def _set_hyperparams(opt_state, hyperparams, n_models):
                              f"per model, got {tuple(values.shape)}")
         new[name] = values
     return opt_state._replace(hyperparams=new)
+
+
+def _placement(mesh, batch_size):
+    """``(place, batch_sharding)``: how :func:`fit` puts arrays on devices.
+
+    Without a mesh, ``place`` copies a pytree onto the default device (a copy, so donating it
+    never invalidates the caller's arrays). With a mesh it builds global arrays replicated over
+    the mesh from each process's host data (``jax.make_array_from_callback``), which also works
+    when the mesh spans several processes.
+    """
+    if mesh is None:
+        return (lambda tree: jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True), tree),
+                None)
+    if not isinstance(mesh, jax.sharding.Mesh):
+        raise TypeError(f"`mesh` must be a jax.sharding.Mesh, got {type(mesh).__name__}")
+    if "data" not in mesh.axis_names:
+        raise ValueError(f"`mesh` must have a 'data' axis to split batches over; its axes are "
+                         f"{tuple(mesh.axis_names)}")
+    n_data = mesh.shape["data"]
+    if batch_size % n_data:
+        raise ValueError(f"`batch_size` is {batch_size} but the mesh's 'data' axis has {n_data} "
+                         f"devices; batch_size must be divisible by {n_data}")
+    P = jax.sharding.PartitionSpec
+    replicated = jax.sharding.NamedSharding(mesh, P())
+
+    def place_leaf(a):
+        if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            data = np.asarray(jax.random.key_data(a))
+            global_data = jax.make_array_from_callback(data.shape, replicated,
+                                                       lambda idx: data[idx])
+            return jax.random.wrap_key_data(global_data, impl=jax.random.key_impl(a))
+        host = np.asarray(a)
+        return jax.make_array_from_callback(host.shape, replicated, lambda idx: host[idx])
+
+    def place(tree):
+        return jax.tree_util.tree_map(place_leaf, tree)
+
+    return place, jax.sharding.NamedSharding(mesh, P("data"))
 
 
 def _resume(directory, key, params, opt_state, run_meta):
@@ -674,19 +726,20 @@ def _predict(apply, params, x, batch_size):
 
 
 def _make_evaluator(apply, loss_fn, metric_fns, x, y, params, batch_size: int = 1024):
+    # The data are arguments, not closed-over constants: no copy of them in the compiled program.
     x, y = jnp.asarray(x), jnp.asarray(y)
     bs = min(batch_size, x.shape[0])
 
     @jax.jit
-    def run(params):
+    def run(params, x, y):
         out = _predict(apply, params, x, bs)
         result = {"loss": jnp.mean(loss_fn(out, y))}
         for name, fn in metric_fns.items():
             result[name] = fn(out, y)
         return result
 
-    compiled = run.lower(params).compile()
-    return lambda p: {k: float(v) for k, v in compiled(p).items()}
+    compiled = run.lower(params, x, y).compile()
+    return lambda p: {k: float(v) for k, v in compiled(p, x, y).items()}
 
 
 def evaluate(apply_fn: Callable, params: Params, x: Array, y: Array, *,
