@@ -1,0 +1,468 @@
+"""Uncertainty and calibration: MC dropout, deep ensembles, temperature scaling, and the measures
+that tell an honest model from an overconfident one.
+
+Predictive samples are probabilities ``[S, batch, K]``: ``S`` stochastic forward passes
+(:func:`mc_dropout_predict`, Gal & Ghahramani 2016) or ``S = M`` ensemble members
+(:func:`ensemble_predict`, Lakshminarayanan et al. 2017). Their mean over ``S`` is the predictive
+distribution ``p(y | x) = 1/S sum_s p_s(y | x)``; a single deterministic model is ``probs[None]``.
+
+Measures (natural logs, nats):
+
+* ``predictive_entropy = H[1/S sum_s p_s]``: total uncertainty;
+* ``mutual_information = H[1/S sum_s p_s] - 1/S sum_s H[p_s] >= 0`` (BALD, Houlsby et al. 2011):
+  the part due to disagreement between samples (epistemic), 0 when all samples agree;
+* :func:`expected_calibration_error` and :func:`reliability_diagram` (Guo et al. 2017), with the
+  bin rule stated there;
+* NLL and Brier score are :func:`jaxlearn.metrics.log_loss` and
+  :func:`jaxlearn.metrics.brier_score`; :func:`uncertainty_metrics` reports them all at once;
+* :func:`ood_auroc`: how well a score (entropy, mutual information, ``1 - max p``) separates
+  in-distribution from shifted / out-of-distribution inputs.
+
+Temperature scaling (Guo et al. 2017, "On calibration of modern neural networks") divides the
+logits by one scalar ``T > 0`` fitted by minimising the NLL on held-out data
+(:func:`fit_temperature`); ``argmax`` and hence accuracy are unchanged.
+
+Deep ensembles are trained at once with :func:`jaxlearn.train.fit_many`::
+
+    >>> keys = jax.random.split(jax.random.key(0), 5)
+    >>> stacked = nn.init_stacked(model, keys, (64,))
+    >>> result = train.fit_many(model.apply, stacked, x, y, loss=CE, optimizer=optax.adam(1e-3),
+    ...                         keys=jax.random.split(jax.random.key(1), 5), batch_size=64,
+    ...                         epochs=30)
+    >>> probs = ensemble_predict(model.apply, result.params, x_test)       # [5, n, 10]
+    >>> uncertainty_metrics(probs, y_test)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlearn import _checks
+from jaxlearn import metrics as metrics_lib
+from jaxlearn.train import as_apply
+
+Array = jax.Array
+Params = Any
+PRNGKeyArray = jax.Array
+
+# One wrapper per model function, so the jitted kernels (which take it as a static argument) are
+# compiled once per model rather than once per call.
+_as_apply = functools.lru_cache(maxsize=128)(as_apply)
+
+# Rows of probabilities may sum to 1 up to this much (a float32 softmax, then a mean over samples).
+_SUM_TOLERANCE = 1e-4
+
+
+# ------------------------------------------------------------------------------------ checks
+
+def _check_probs(name: str, probs: Any, ndim: int) -> Any:
+    """Float ``probs`` of rank ``ndim`` whose last axis (``K >= 2``) holds distributions."""
+    probs = _checks.as_array(name, probs)
+    _checks.check_float(name, probs)
+    _checks.check_ndim(name, probs, ndim)
+    shape_text = "[S, batch, K]" if ndim == 3 else "[batch, K]"
+    if probs.shape[-1] < 2 or 0 in probs.shape:
+        raise ValueError(f"`{name}` must have shape {shape_text} with K >= 2 classes and no empty "
+                         f"axis, got {tuple(probs.shape)}")
+    _checks.check_finite(name, probs)
+    if _checks.is_concrete(probs):
+        arr = np.asarray(probs, np.float64)
+        if arr.min() < 0.0 or arr.max() > 1.0:
+            raise ValueError(f"`{name}` must hold probabilities in [0, 1], got values in "
+                             f"[{arr.min():.6g}, {arr.max():.6g}]; apply softmax to logits first")
+        sums = arr.sum(-1)
+        worst = float(np.max(np.abs(sums - 1.0)))
+        if worst > _SUM_TOLERANCE:
+            raise ValueError(f"`{name}` must sum to 1 over its last axis (classes); a row sums to "
+                             f"{1.0 + worst if np.max(sums) > 1 else 1.0 - worst:.6g}")
+    return probs
+
+
+def _check_labels_for(probs: Any, y: Any) -> Any:
+    y = _checks.as_array("y", y)
+    _checks.check_ndim("y", y, 1)
+    _checks.check_labels("y", y, probs.shape[-1])
+    if y.shape[0] != probs.shape[-2]:
+        raise ValueError(f"`y` has {y.shape[0]} labels but `probs` has {probs.shape[-2]} "
+                         f"examples (shape {tuple(probs.shape)}); they must match")
+    return y
+
+
+def _check_n_bins(n_bins: Any) -> None:
+    _checks.check_number("n_bins", n_bins, integer=True)
+    if n_bins < 1:
+        raise ValueError(f"`n_bins` must be >= 1, got {n_bins}")
+
+
+def _check_logits(name: str, logits: Any) -> Any:
+    logits = _checks.as_array(name, logits)
+    _checks.check_float(name, logits)
+    _checks.check_ndim(name, logits, 2)
+    _checks.check_nonempty(name, logits)
+    if logits.shape[1] < 2:
+        raise ValueError(f"`{name}` must be [n, K] with K >= 2 classes, got "
+                         f"{tuple(logits.shape)}")
+    _checks.check_finite(name, logits)
+    return logits
+
+
+# ------------------------------------------------------------------------------- prediction
+
+def mc_dropout_predict(apply_fn: Callable, params: Params, x: Array, key: PRNGKeyArray, *,
+                       n_samples: int) -> Array:
+    """Monte Carlo dropout: ``n_samples`` forward passes in train mode (dropout on), ``vmap``-ed.
+
+    Sample ``s`` runs ``softmax(apply_fn(params, x, key=keys[s], train=True))`` with
+    ``keys = jax.random.split(key, n_samples)``. Gal & Ghahramani 2016. A model without dropout
+    (or other train-time noise) gives ``n_samples`` identical rows.
+
+    Args:
+      apply_fn: classifier returning logits ``[batch, K]``; must take ``key`` and ``train``.
+      params: its params. x: inputs ``[batch, ...]``. key: ``jax.random`` key.
+      n_samples: ``S >= 1``.
+
+    Returns:
+      Probabilities ``[S, batch, K]``.
+    """
+    apply = _as_apply(apply_fn)
+    _checks.check_key("key", key)
+    _checks.check_positive("n_samples", n_samples, integer=True)
+    x = _checks.as_array("x", x)
+    _checks.check_nonempty("x", x)
+    _checks.check_float("x", x)
+    keys = jax.random.split(key, n_samples)
+    return _mc_dropout(apply, params, jnp.asarray(x), keys)
+
+
+@functools.partial(jax.jit, static_argnames="apply")
+def _mc_dropout(apply, params, x, keys):
+    return jax.vmap(lambda k: jax.nn.softmax(apply(params, x, key=k, train=True), axis=-1))(keys)
+
+
+def ensemble_predict(apply_fn: Callable, stacked_params: Params, x: Array) -> Array:
+    """Predictions of every member of an ensemble, ``vmap``-ed over the members' params.
+
+    Args:
+      apply_fn: classifier returning logits ``[batch, K]``.
+      stacked_params: the ``M`` members' params stacked on a leading axis (as returned by
+        :func:`jaxlearn.train.fit_many` or :func:`jaxlearn.nn.init_stacked`).
+      x: inputs ``[batch, ...]``, shared by all members.
+
+    Returns:
+      Probabilities ``[M, batch, K]`` (test mode: ``softmax(apply_fn(params[m], x))``).
+    """
+    apply = _as_apply(apply_fn)
+    leaves = jax.tree_util.tree_leaves(stacked_params)
+    if not leaves:
+        raise ValueError("`stacked_params` has no arrays")
+    n_members = leaves[0].shape[0] if leaves[0].ndim else None
+    for leaf in leaves:
+        if leaf.ndim < 1 or leaf.shape[0] != n_members:
+            raise ValueError("`stacked_params` must have the same leading (member) axis on every "
+                             f"leaf; found shapes {tuple(leaves[0].shape)} and "
+                             f"{tuple(leaf.shape)}")
+    x = _checks.as_array("x", x)
+    _checks.check_nonempty("x", x)
+    _checks.check_float("x", x)
+    return _ensemble(apply, stacked_params, jnp.asarray(x))
+
+
+@functools.partial(jax.jit, static_argnames="apply")
+def _ensemble(apply, stacked_params, x):
+    return jax.vmap(lambda p: jax.nn.softmax(apply(p, x, train=False), axis=-1))(stacked_params)
+
+
+# -------------------------------------------------------------------- temperature scaling
+
+def fit_temperature(logits: Array, y: Array, *, bounds: tuple[float, float] = (0.01, 100.0),
+                    n_iter: int = 80) -> Array:
+    """Temperature ``T`` minimising the held-out NLL ``1/n sum_i -log softmax(z_i / T)_{y_i}``.
+
+    The NLL is convex in ``1/T`` (a log-sum-exp of linear functions minus a linear one), hence
+    unimodal in ``log T``; a golden-section search over ``log T`` in ``log(bounds)`` (one
+    ``lax.fori_loop`` of ``n_iter`` steps, the bracket shrinking by 0.618 per step) finds it. If
+    the minimum lies outside ``bounds`` the nearest bound is returned.
+
+    Args:
+      logits: held-out (validation) logits ``[n, K]``, not the training set's.
+      y: their integer labels ``[n]``.
+      bounds: ``(T_min, T_max)``, ``0 < T_min < T_max``.
+      n_iter: golden-section steps, ``>= 1`` (80 shrinks the bracket below float32 resolution).
+
+    Returns:
+      ``T``, a float scalar. Calibrated probabilities are
+      ``softmax(apply_temperature(logits, T))``.
+    """
+    logits = _check_logits("logits", logits)
+    y = _check_labels_for(logits, y)
+    if not (isinstance(bounds, (tuple, list)) and len(bounds) == 2):
+        raise TypeError(f"`bounds` must be a pair (T_min, T_max), got {bounds!r}")
+    _checks.check_positive("bounds[0]", bounds[0])
+    _checks.check_number("bounds[1]", bounds[1])
+    if not bounds[0] < bounds[1]:
+        raise ValueError(f"`bounds` must be (T_min, T_max) with T_min < T_max, got {bounds}")
+    _checks.check_positive("n_iter", n_iter, integer=True)
+    return _fit_temperature(jnp.asarray(logits), jnp.asarray(y), float(np.log(bounds[0])),
+                            float(np.log(bounds[1])), n_iter)
+
+
+def _nll_at(logits: Array, y: Array, log_t: Array) -> Array:
+    z = logits * jnp.exp(-log_t)
+    picked = jnp.take_along_axis(z, y[:, None], axis=1)[:, 0]
+    return jnp.mean(jax.nn.logsumexp(z, axis=1) - picked)
+
+
+@functools.partial(jax.jit, static_argnames="n_iter")
+def _fit_temperature(logits, y, low, high, n_iter):
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    nll = functools.partial(_nll_at, logits, y)
+
+    def body(_, bracket):
+        a, b = bracket
+        c, d = b - ratio * (b - a), a + ratio * (b - a)
+        # The minimum of a unimodal function lies in [a, d] if f(c) < f(d), else in [c, b].
+        keep_left = nll(c) < nll(d)
+        return jnp.where(keep_left, a, c), jnp.where(keep_left, d, b)
+
+    a, b = jax.lax.fori_loop(0, n_iter, body, (jnp.asarray(low), jnp.asarray(high)))
+    return jnp.exp((a + b) / 2.0)
+
+
+def apply_temperature(logits: Array, temperature: float | Array) -> Array:
+    """``logits / T``: temperature-scaled logits ``[..., K]`` (``T > 0`` keeps every argmax)."""
+    logits = _checks.as_array("logits", logits)
+    _checks.check_float("logits", logits)
+    if _checks.is_concrete(temperature):
+        t = np.asarray(temperature)
+        if t.shape != ():
+            raise ValueError(f"`temperature` must be a scalar, got shape {t.shape}")
+        if not (np.isfinite(t) and t > 0):
+            raise ValueError(f"`temperature` must be finite and > 0, got {float(t)}")
+    return logits / temperature
+
+
+# ------------------------------------------------------------------------------- calibration
+
+class ReliabilityDiagram(NamedTuple):
+    """Per-bin statistics of :func:`reliability_diagram` (``B = n_bins``).
+
+    Attributes:
+      bin_edges: ``[B + 1]``, ``i / B``.
+      confidence: ``[B]`` mean max-probability of the examples in each bin (NaN if empty).
+      accuracy: ``[B]`` fraction of them classified correctly (NaN if empty).
+      count: ``[B]`` number of examples in each bin (int).
+    """
+
+    bin_edges: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+    count: np.ndarray
+
+
+def _bin_edges(n_bins: int, dtype) -> np.ndarray:
+    # i / B rounded once to the probs' dtype: a confidence written as 0.2 in float32 equals the
+    # edge 0.2 exactly, so the bin rule holds at the edges too.
+    return (np.arange(n_bins + 1, dtype=np.float64) / n_bins).astype(dtype)
+
+
+@functools.partial(jax.jit, static_argnames="n_bins")
+def _bin_stats(probs, y, n_bins):
+    confidence = jnp.max(probs, axis=1)
+    correct = (jnp.argmax(probs, axis=1) == y).astype(probs.dtype)
+    edges = jnp.asarray(_bin_edges(n_bins, probs.dtype))
+    # searchsorted(side="left") gives the first edge >= c: bin i holds (edge_i, edge_{i+1}].
+    index = jnp.clip(jnp.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    count = jax.ops.segment_sum(jnp.ones_like(confidence), index, num_segments=n_bins)
+    conf_sum = jax.ops.segment_sum(confidence, index, num_segments=n_bins)
+    acc_sum = jax.ops.segment_sum(correct, index, num_segments=n_bins)
+    return count, conf_sum, acc_sum
+
+
+def reliability_diagram(probs: Array, y: Array, *, n_bins: int = 15) -> ReliabilityDiagram:
+    """Confidence and accuracy per confidence bin (the data of a reliability diagram).
+
+    Bin rule: with ``B = n_bins`` equal-width bins on the confidence ``c_i = max_k p_ik``, bin
+    ``b`` (``0 <= b < B``) holds the examples with ``b/B < c_i <= (b+1)/B``, except that the first
+    bin also holds ``c_i = 0`` (right-closed bins; in practice ``c_i >= 1/K``). The prediction is
+    ``argmax_k p_ik`` (ties to the lowest index).
+
+    Args:
+      probs: probabilities ``[n, K]`` (rows summing to 1), e.g. a mean over samples.
+      y: integer labels ``[n]``.
+      n_bins: ``B >= 1``.
+
+    Returns:
+      A :class:`ReliabilityDiagram` of numpy arrays.
+    """
+    probs = _check_probs("probs", probs, 2)
+    y = _check_labels_for(probs, y)
+    _check_n_bins(n_bins)
+    count, conf_sum, acc_sum = (np.asarray(a, np.float64)
+                                for a in _bin_stats(jnp.asarray(probs), jnp.asarray(y), n_bins))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.where(count > 0, conf_sum / count, np.nan)
+        accuracy = np.where(count > 0, acc_sum / count, np.nan)
+    return ReliabilityDiagram(_bin_edges(n_bins, np.float64), confidence, accuracy,
+                              count.astype(np.int64))
+
+
+def expected_calibration_error(probs: Array, y: Array, *, n_bins: int = 15) -> Array:
+    """ECE ``= sum_b (n_b / n) |acc_b - conf_b|`` over ``n_bins`` equal-width confidence bins.
+
+    ``acc_b`` and ``conf_b`` are the accuracy and mean confidence (max probability) of the
+    ``n_b`` examples in bin ``b``; empty bins contribute 0. Bins are right-closed,
+    ``(b/B, (b+1)/B]``, the first one also holding 0 (see :func:`reliability_diagram`).
+    Naeini et al. 2015; Guo et al. 2017 use ``B = 15``. Jittable.
+
+    Args:
+      probs: probabilities ``[n, K]``. y: integer labels ``[n]``. n_bins: ``B >= 1``.
+
+    Returns:
+      A float scalar in ``[0, 1]``.
+
+    >>> expected_calibration_error(jnp.array([[0.9, 0.1], [0.6, 0.4]]), jnp.array([0, 1]),
+    ...                            n_bins=2)     # bin 2: conf 0.75, acc 0.5
+    Array(0.25, dtype=float32)
+    """
+    probs = _check_probs("probs", probs, 2)
+    y = _check_labels_for(probs, y)
+    _check_n_bins(n_bins)
+    return _ece(jnp.asarray(probs), jnp.asarray(y), n_bins)
+
+
+@functools.partial(jax.jit, static_argnames="n_bins")
+def _ece(probs, y, n_bins):
+    count, conf_sum, acc_sum = _bin_stats(probs, y, n_bins)
+    # |acc_b - conf_b| n_b = |acc_sum_b - conf_sum_b|: no division, empty bins give 0.
+    return jnp.sum(jnp.abs(acc_sum - conf_sum)) / probs.shape[0]
+
+
+def plot_reliability(ax: Any, diagram: ReliabilityDiagram, *, label: str | None = None,
+                     color: str | None = None) -> Any:
+    """Draws a reliability diagram on a matplotlib ``Axes`` (pyplot is never imported).
+
+    Bars of accuracy per bin (empty bins left out), the gap to the mean confidence hatched, and the
+    diagonal of perfect calibration. Returns ``ax``.
+
+    >>> ax = matplotlib.figure.Figure().add_subplot()
+    >>> plot_reliability(ax, reliability_diagram(probs, y), label="MC dropout")
+    """
+    if not isinstance(diagram, ReliabilityDiagram):
+        raise TypeError("`diagram` must be a ReliabilityDiagram (from reliability_diagram(...)), "
+                        f"got {type(diagram).__name__}")
+    edges = diagram.bin_edges
+    width = np.diff(edges)
+    filled = diagram.count > 0
+    ax.plot([0.0, 1.0], [0.0, 1.0], linestyle="--", color="gray", linewidth=1)
+    bars = ax.bar(edges[:-1][filled], diagram.accuracy[filled], width=width[filled],
+                  align="edge", edgecolor="black", color=color, alpha=0.8, label=label)
+    gap_color = bars.patches[0].get_facecolor() if bars.patches else color
+    ax.bar(edges[:-1][filled], diagram.confidence[filled] - diagram.accuracy[filled],
+           bottom=diagram.accuracy[filled], width=width[filled], align="edge", fill=False,
+           hatch="//", edgecolor=gap_color)
+    ax.set_xlim(0.0, 1.0)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    if label is not None:
+        ax.legend()
+    return ax
+
+
+# --------------------------------------------------------------------- uncertainty measures
+
+def _entropy(p: Array) -> Array:
+    return -jnp.sum(jax.scipy.special.xlogy(p, p), axis=-1)
+
+
+def predictive_entropy(sampled_probs: Array) -> Array:
+    """Total uncertainty ``H[p_bar] = -sum_k p_bar_k log p_bar_k``, ``p_bar = 1/S sum_s p_s``.
+
+    Args:
+      sampled_probs: ``[S, batch, K]`` (``S = 1`` for one deterministic model: ``probs[None]``).
+
+    Returns:
+      ``[batch]`` in ``[0, log K]`` (nats).
+    """
+    p = _check_probs("sampled_probs", sampled_probs, 3)
+    return _entropy(jnp.mean(jnp.asarray(p), axis=0))
+
+
+def mutual_information(sampled_probs: Array) -> Array:
+    """BALD mutual information ``I = H[1/S sum_s p_s] - 1/S sum_s H[p_s]`` (Houlsby et al. 2011).
+
+    The information the prediction carries about the model (epistemic uncertainty): ``>= 0`` by
+    concavity of ``H`` (Jensen), 0 iff every sample gives the same distribution. Float rounding can
+    make it ``-1e-7``; it is floored at 0.
+
+    Args:
+      sampled_probs: ``[S, batch, K]``.
+
+    Returns:
+      ``[batch]`` in ``[0, log K]`` (nats).
+    """
+    p = jnp.asarray(_check_probs("sampled_probs", sampled_probs, 3))
+    return jnp.maximum(_entropy(jnp.mean(p, axis=0)) - jnp.mean(_entropy(p), axis=0), 0.0)
+
+
+def ood_auroc(scores_in: Array, scores_out: Array) -> Array:
+    """AUROC of telling out-of-distribution inputs (positives) from in-distribution ones.
+
+    ``P(score_out > score_in) + 1/2 P(tie)`` over all pairs, by :func:`jaxlearn.metrics.roc_auc`;
+    the score must be *higher for more uncertain* inputs (predictive entropy, mutual information,
+    ``1 - max p``). 0.5 means the score cannot tell them apart, 1 that it separates them.
+
+    Args:
+      scores_in: ``[n_in]`` scores of in-distribution inputs.
+      scores_out: ``[n_out]`` scores of shifted / out-of-distribution inputs.
+
+    Returns:
+      A float scalar in ``[0, 1]``.
+    """
+    arrays = []
+    for name, s in (("scores_in", scores_in), ("scores_out", scores_out)):
+        s = _checks.as_array(name, s)
+        _checks.check_float(name, s)
+        _checks.check_ndim(name, s, 1)
+        _checks.check_nonempty(name, s)
+        arrays.append(jnp.asarray(s))
+    scores = jnp.concatenate(arrays)
+    labels = jnp.concatenate([jnp.zeros(arrays[0].shape[0], jnp.int32),
+                              jnp.ones(arrays[1].shape[0], jnp.int32)])
+    return metrics_lib.roc_auc(labels, scores)
+
+
+def uncertainty_metrics(sampled_probs: Array, y: Array, *, n_bins: int = 15) -> dict[str, float]:
+    """Accuracy, ECE, NLL, Brier, mean predictive entropy and mean mutual information in one call.
+
+    All are computed on the predictive distribution ``p_bar = 1/S sum_s p_s``: accuracy
+    (:func:`jaxlearn.metrics.accuracy`), ``ece`` (:func:`expected_calibration_error`), ``nll``
+    (:func:`jaxlearn.metrics.log_loss`), ``brier`` (:func:`jaxlearn.metrics.brier_score`),
+    ``entropy`` (mean :func:`predictive_entropy`) and ``mutual_information`` (mean
+    :func:`mutual_information`; 0 for ``S = 1``).
+
+    Args:
+      sampled_probs: ``[S, n, K]`` (``probs[None]`` for a single model). y: labels ``[n]``.
+      n_bins: ECE bins.
+
+    Returns:
+      ``{"accuracy", "ece", "nll", "brier", "entropy", "mutual_information"}`` as floats.
+    """
+    p = jnp.asarray(_check_probs("sampled_probs", sampled_probs, 3))
+    y = jnp.asarray(_check_labels_for(p, y))
+    _check_n_bins(n_bins)
+    mean = jnp.mean(p, axis=0)
+    return {
+        "accuracy": float(metrics_lib.accuracy(mean, y)),
+        "ece": float(_ece(mean, y, n_bins)),
+        "nll": float(metrics_lib.log_loss(mean, y)),
+        "brier": float(metrics_lib.brier_score(mean, y)),
+        "entropy": float(jnp.mean(_entropy(mean))),
+        "mutual_information": float(jnp.mean(mutual_information(p))),
+    }
