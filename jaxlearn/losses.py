@@ -39,6 +39,8 @@ def mse(predictions: Array, targets: Array) -> Array:
     Shapes: ``predictions`` and ``targets`` are ``[batch]`` or ``[batch, d]`` (equal shapes);
     returns ``[batch]``. Maximum likelihood under Gaussian noise of fixed variance.
     """
+    predictions = _checks.as_array("predictions", predictions)
+    targets = _checks.as_array("targets", targets)
     _checks.check_float("predictions", predictions)
     _check_same_shape("predictions", predictions, "targets", targets)
     err = jnp.square(predictions - targets)
@@ -52,8 +54,12 @@ def binary_cross_entropy(probabilities: Array, labels: Array, *, eps: float = 1e
     has an infinite loss; prefer :func:`sigmoid_binary_cross_entropy` on logits, which needs no
     clipping. Shapes: ``[...]`` for both (equal); returns ``[...]``.
     """
+    probabilities = _checks.as_array("probabilities", probabilities)
+    labels = _checks.as_array("labels", labels)
     _checks.check_float("probabilities", probabilities)
     _check_same_shape("probabilities", probabilities, "labels", labels)
+    _check_unit_interval("probabilities", probabilities)
+    _check_unit_interval("labels", labels)
     p = jnp.clip(probabilities, eps, 1.0 - eps)
     y = labels.astype(p.dtype)
     return -(y * jnp.log(p) + (1.0 - y) * jnp.log1p(-p))
@@ -67,8 +73,11 @@ def sigmoid_binary_cross_entropy(logits: Array, labels: Array) -> Array:
     Shapes: ``logits`` and ``labels`` ``[...]`` (equal; labels in {0, 1} or soft in [0, 1]);
     returns ``[...]``.
     """
+    logits = _checks.as_array("logits", logits)
+    labels = _checks.as_array("labels", labels)
     _checks.check_float("logits", logits)
     _check_same_shape("logits", logits, "labels", labels)
+    _check_unit_interval("labels", labels)
     y = labels.astype(logits.dtype)
     return -(y * jax.nn.log_sigmoid(logits) + (1.0 - y) * jax.nn.log_sigmoid(-logits))
 
@@ -79,6 +88,8 @@ def softmax_cross_entropy(logits: Array, labels: Array) -> Array:
     ``log softmax(z) = z - logsumexp(z)``. Shapes: ``logits`` and ``labels`` are
     ``[..., num_classes]`` (equal); returns ``[...]``.
     """
+    logits = _checks.as_array("logits", logits)
+    labels = _checks.as_array("labels", labels)
     _checks.check_float("logits", logits)
     _check_same_shape("logits", logits, "labels", labels)
     return -jnp.sum(labels * jax.nn.log_softmax(logits, axis=-1), axis=-1)
@@ -93,12 +104,15 @@ def softmax_cross_entropy_with_integer_labels(logits: Array, labels: Array) -> A
     >>> softmax_cross_entropy_with_integer_labels(jnp.array([[0., 0.]]), jnp.array([1]))
     Array([0.6931472], dtype=float32)
     """
+    logits = _checks.as_array("logits", logits)
+    labels = _checks.as_array("labels", labels)
     _checks.check_float("logits", logits)
     if logits.ndim < 1:
         raise ValueError(f"`logits` must have a class axis, got shape {tuple(logits.shape)}")
     if labels.shape != logits.shape[:-1]:
         raise ValueError(f"`labels` has shape {tuple(labels.shape)} but `logits` has shape "
-                         f"{tuple(logits.shape)}; labels must have shape {tuple(logits.shape[:-1])}")
+                         f"{tuple(logits.shape)}; labels must have shape "
+                         f"{tuple(logits.shape[:-1])}")
     _checks.check_labels("labels", labels, logits.shape[-1])
     log_z = jax.nn.logsumexp(logits, axis=-1)
     picked = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
@@ -107,15 +121,29 @@ def softmax_cross_entropy_with_integer_labels(logits: Array, labels: Array) -> A
 
 # ------------------------------------------------------------------------ information theory
 
-def _check_distribution(name: str, p: Array) -> None:
+def _check_distribution(name: str, p: Any) -> Any:
+    p = _checks.as_array(name, p)
     _checks.check_float(name, p)
     if p.ndim < 1:
         raise ValueError(f"`{name}` must have a class axis, got shape {tuple(p.shape)}")
     if _checks.is_concrete(p):
         arr = np.asarray(p, dtype=np.float64)
-        if np.any(arr < 0) or not np.allclose(arr.sum(-1), 1.0, atol=1e-4):
+        sums = arr.sum(-1)
+        if np.any(arr < 0) or not np.allclose(sums, 1.0, atol=1e-4):
             raise ValueError(f"`{name}` must be a probability distribution over its last axis "
-                             "(entries >= 0 summing to 1)")
+                             f"(entries >= 0 summing to 1), got entries in [{arr.min():.6g}, "
+                             f"{arr.max():.6g}] and sums in [{sums.min():.6g}, {sums.max():.6g}]")
+    return p
+
+
+def _check_unit_interval(name: str, x: Any) -> None:
+    # Checked, not clipped: a value outside [0, 1] is a mistake upstream (logits for
+    # probabilities, labels 1/2 for 0/1).
+    if _checks.is_concrete(x) and np.size(x):
+        arr = np.asarray(x, dtype=np.float64)
+        if arr.min() < 0 or arr.max() > 1:
+            raise ValueError(f"`{name}` must lie in [0, 1], got values in [{arr.min():.6g}, "
+                             f"{arr.max():.6g}]")
 
 
 def entropy(p: Array) -> Array:
@@ -124,15 +152,15 @@ def entropy(p: Array) -> Array:
     Shapes: ``p`` ``[..., K]``; returns ``[...]``. ``0 <= H(p) <= log K``, the maximum at the
     uniform distribution.
     """
-    _check_distribution("p", p)
+    p = _check_distribution("p", p)
     return -jnp.sum(_xlogy(p, p), axis=-1)
 
 
 def cross_entropy(p: Array, q: Array) -> Array:
     """Cross-entropy ``H(p, q) = -sum_k p_k log q_k`` (nats); ``H(p, q) >= H(p)``, equality iff
     ``q = p`` (Gibbs' inequality). Shapes: ``[..., K]`` both (equal); returns ``[...]``."""
-    _check_distribution("p", p)
-    _check_distribution("q", q)
+    p = _check_distribution("p", p)
+    q = _check_distribution("q", q)
     _check_same_shape("p", p, "q", q)
     return -jnp.sum(_xlogy(p, q), axis=-1)
 
@@ -140,8 +168,8 @@ def cross_entropy(p: Array, q: Array) -> Array:
 def kl_divergence(p: Array, q: Array) -> Array:
     """``KL(p || q) = sum_k p_k log(p_k / q_k) = H(p, q) - H(p) >= 0``; zero iff ``q = p``.
     Shapes: ``[..., K]`` both (equal); returns ``[...]``."""
-    _check_distribution("p", p)
-    _check_distribution("q", q)
+    p = _check_distribution("p", p)
+    q = _check_distribution("q", q)
     _check_same_shape("p", p, "q", q)
     return jnp.sum(_xlogy(p, p) - _xlogy(p, q), axis=-1)
 

@@ -290,6 +290,7 @@ def dropout(rate: float) -> Layer:
         if key is None:
             raise ValueError("dropout: `key` is required when `train=True` "
                              "(pass key=jax.random.key(...) to apply)")
+        _checks.check_key("key", key)
         keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
         return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
@@ -404,7 +405,13 @@ def conv2d(out_channels: int, kernel_size: int | tuple[int, int], *,
            stride: int | tuple[int, int] = 1, padding: Padding = 0,
            w_init: str = "he_normal", use_bias: bool = True) -> Layer:
     """2-D convolution by im2col + einsum; ``x`` is ``[batch, height, width, c_in]``, ``w`` is
-    ``[kh, kw, c_in, out_channels]``. Same conventions as :func:`conv1d` per spatial axis."""
+    ``[kh, kw, c_in, out_channels]``. Same conventions as :func:`conv1d` per spatial axis.
+
+    ``padding`` is either one value for both axes (an int, ``"SAME"`` or ``"VALID"``) or a pair
+    with one :func:`conv1d` form per axis, ``(pad_h, pad_w)``: e.g. ``(1, 2)``,
+    ``((0, 2), (1, 1))`` or ``("SAME", 0)``. So a pair of ints pads height and width
+    symmetrically (PyTorch's convention), whereas for conv1d ``(low, high)`` pads its one axis.
+    """
     return _conv(2, out_channels, kernel_size, stride, padding, w_init, use_bias)
 
 
