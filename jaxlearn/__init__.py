@@ -12,6 +12,9 @@ train -> evaluate:
 - :mod:`jaxlearn.backprop`: the one-hidden-layer MLP's chain rule by hand.
 - :mod:`jaxlearn.train`: :func:`fit` and :func:`evaluate`.
 - :mod:`jaxlearn.metrics`: accuracy, confusion matrix, precision/recall, ROC/AUC, log-loss, Brier.
+- :mod:`jaxlearn.robust`: FGSM, PGD, robustness curves, adversarial training.
+- :mod:`jaxlearn.uncertainty`: MC dropout, ensembles, temperature scaling, calibration, OOD.
+- :mod:`jaxlearn.parallel`: data-parallel meshes over devices and processes.
 - :mod:`jaxlearn.checkpoint`: versioned, checksummed, atomic checkpoints; bitwise resume.
 """
 
@@ -27,7 +30,9 @@ from jaxlearn import (
     optim,
     parallel,
     report,
+    robust,
     train,
+    uncertainty,
 )
 from jaxlearn.train import (
     EarlyStopping,
@@ -43,7 +48,26 @@ from jaxlearn.train import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "EarlyStopping", "FitResult", "backprop", "checkpoint", "data", "evaluate", "features", "fit",
-    "fit_many", "from_linen", "from_nnx", "linear", "losses", "metrics", "nn", "optim", "parallel", "predict",
-    "report", "train",
+    "EarlyStopping",
+    "FitResult",
+    "backprop",
+    "checkpoint",
+    "data",
+    "evaluate",
+    "features",
+    "fit",
+    "fit_many",
+    "from_linen",
+    "from_nnx",
+    "linear",
+    "losses",
+    "metrics",
+    "nn",
+    "optim",
+    "parallel",
+    "predict",
+    "report",
+    "robust",
+    "train",
+    "uncertainty",
 ]

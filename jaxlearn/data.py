@@ -44,7 +44,8 @@ PRNGKeyArray = jax.Array
 
 class Dataset(NamedTuple):
     """A train/test split: ``x_train [n_train, ...]``, ``y_train [n_train]``, ``x_test
-    [n_test, ...]``, ``y_test [n_test]``. Returned by every loader or splitter that makes a split."""
+    [n_test, ...]``, ``y_test [n_test]``. Returned by every loader or splitter that makes a
+    split."""
 
     x_train: Any
     y_train: Any
