@@ -14,15 +14,19 @@ train -> evaluate:
 - :mod:`jaxlearn.metrics`: accuracy, confusion matrix, precision/recall, ROC/AUC, log-loss, Brier.
 - :mod:`jaxlearn.robust`: FGSM, PGD, robustness curves, adversarial training.
 - :mod:`jaxlearn.uncertainty`: MC dropout, ensembles, temperature scaling, calibration, OOD.
+- :mod:`jaxlearn.augment`, :mod:`jaxlearn.transfer`, :mod:`jaxlearn.fewshot`, :mod:`jaxlearn.taxonomy`:
+  learning with few labels.
 - :mod:`jaxlearn.parallel`: data-parallel meshes over devices and processes.
 - :mod:`jaxlearn.checkpoint`: versioned, checksummed, atomic checkpoints; bitwise resume.
 """
 
 from jaxlearn import (
+    augment,
     backprop,
     checkpoint,
     data,
     features,
+    fewshot,
     linear,
     losses,
     metrics,
@@ -31,7 +35,9 @@ from jaxlearn import (
     parallel,
     report,
     robust,
+    taxonomy,
     train,
+    transfer,
     uncertainty,
 )
 from jaxlearn.train import (
@@ -48,6 +54,10 @@ from jaxlearn.train import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "transfer",
+    "taxonomy",
+    "fewshot",
+    "augment",
     "EarlyStopping",
     "FitResult",
     "backprop",
