@@ -14,8 +14,8 @@ train -> evaluate:
 - :mod:`jaxlearn.metrics`: accuracy, confusion matrix, precision/recall, ROC/AUC, log-loss, Brier.
 - :mod:`jaxlearn.robust`: FGSM, PGD, robustness curves, adversarial training.
 - :mod:`jaxlearn.uncertainty`: MC dropout, ensembles, temperature scaling, calibration, OOD.
-- :mod:`jaxlearn.augment`, :mod:`jaxlearn.transfer`, :mod:`jaxlearn.fewshot`, :mod:`jaxlearn.taxonomy`:
-  learning with few labels.
+- :mod:`jaxlearn.augment`, :mod:`jaxlearn.transfer`, :mod:`jaxlearn.fewshot`,
+  :mod:`jaxlearn.taxonomy`: learning with few labels.
 - :mod:`jaxlearn.parallel`: data-parallel meshes over devices and processes.
 - :mod:`jaxlearn.checkpoint`: versioned, checksummed, atomic checkpoints; bitwise resume.
 """
