@@ -12,6 +12,8 @@ train -> evaluate:
 - :mod:`jaxlearn.backprop`: the one-hidden-layer MLP's chain rule by hand.
 - :mod:`jaxlearn.train`: :func:`fit` and :func:`evaluate`.
 - :mod:`jaxlearn.metrics`: accuracy, confusion matrix, precision/recall, ROC/AUC, log-loss, Brier.
+- :mod:`jaxlearn.explain`: saliency, integrated gradients, SmoothGrad, occlusion, sanity checks.
+- :mod:`jaxlearn.shortcuts`: planted spurious cues, Bissoto ablations, worst-group accuracy.
 - :mod:`jaxlearn.robust`: FGSM, PGD, robustness curves, adversarial training.
 - :mod:`jaxlearn.uncertainty`: MC dropout, ensembles, temperature scaling, calibration, OOD.
 - :mod:`jaxlearn.augment`, :mod:`jaxlearn.transfer`, :mod:`jaxlearn.fewshot`,
@@ -25,6 +27,7 @@ from jaxlearn import (
     backprop,
     checkpoint,
     data,
+    explain,
     features,
     fewshot,
     linear,
@@ -35,6 +38,7 @@ from jaxlearn import (
     parallel,
     report,
     robust,
+    shortcuts,
     taxonomy,
     train,
     transfer,
@@ -54,6 +58,8 @@ from jaxlearn.train import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "shortcuts",
+    "explain",
     "transfer",
     "taxonomy",
     "fewshot",
