@@ -26,6 +26,8 @@ Example::
 
 from __future__ import annotations
 
+import collections
+import functools
 import inspect
 import math
 import time
@@ -64,10 +66,18 @@ def as_apply(apply_fn: Callable) -> Callable:
     """Wraps any ``apply(params, x, ...)`` into ``apply(params, x, *, key=None, train=False)``.
 
     A function that does not take ``key``/``train`` keywords (a hand-written model, say) is called
-    as ``apply_fn(params, x)``; one that does gets them passed through.
+    as ``apply_fn(params, x)``; one that does gets them passed through. The wrapper of a given
+    function is always the same object, so compiled programs keyed on it are reused.
     """
     if not callable(apply_fn):
         raise TypeError(f"`apply_fn` must be callable, got {type(apply_fn).__name__}")
+    try:
+        return _as_apply_cached(apply_fn)
+    except TypeError:  # an unhashable callable: wrap it afresh
+        return _as_apply_uncached(apply_fn)
+
+
+def _as_apply_uncached(apply_fn: Callable) -> Callable:
     takes_key, takes_train = _takes_kwarg(apply_fn, "key"), _takes_kwarg(apply_fn, "train")
     if takes_key and takes_train:
         return apply_fn
@@ -81,6 +91,39 @@ def as_apply(apply_fn: Callable) -> Callable:
         return apply_fn(params, x, **kwargs)
 
     return apply
+
+
+_as_apply_cached = functools.lru_cache(maxsize=256)(_as_apply_uncached)
+
+
+# Compiled programs shared across calls of fit/fit_many/evaluate: keyed on everything that shapes
+# the program (the functions by identity, the static settings, the abstract values and shardings
+# of the arguments), so a second fit of the same model, loss and optimizer object skips XLA.
+_COMPILED: collections.OrderedDict = collections.OrderedDict()
+_COMPILED_MAX = 64
+
+
+def _signature(args) -> tuple:
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    return treedef, tuple((jax.typeof(a), getattr(a, "sharding", None)) for a in leaves)
+
+
+def _compile(static: tuple, build: Callable[[], Callable], args: tuple):
+    """``build()`` jitted and compiled for ``args``, from the cache when ``static`` and the
+    arguments' types match an earlier call."""
+    key = (static, _signature(args))
+    try:
+        hit = _COMPILED.get(key)
+    except TypeError:  # something unhashable in `static`: compile without caching
+        return build().lower(*args).compile()
+    if hit is not None:
+        _COMPILED.move_to_end(key)
+        return hit
+    compiled = build().lower(*args).compile()
+    _COMPILED[key] = compiled
+    if len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.popitem(last=False)
+    return compiled
 
 
 def from_linen(module: Any, *, train_kwarg: str | None = None,
@@ -405,12 +448,15 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
 
     def get_epoch_fn(n_steps: int):
         if n_steps not in compiled:
-            epoch_fn = _make_epoch(apply, loss_fn, optimizer, penalty, batch_size, n_steps,
-                                   nan_guard, batch_sharding)
-            fn = jax.jit(epoch_fn, donate_argnums=(0, 1))
+            static = ("fit", apply, loss_fn, optimizer, penalty, batch_size, n_steps, nan_guard,
+                      batch_sharding)
             zero = place(np.int32(0))
-            compiled[n_steps] = fn.lower(params, opt_state, x, y, key, zero, zero,
-                                         no_bad).compile()
+            compiled[n_steps] = _compile(
+                static,
+                lambda: jax.jit(_make_epoch(apply, loss_fn, optimizer, penalty, batch_size,
+                                            n_steps, nan_guard, batch_sharding),
+                                donate_argnums=(0, 1)),
+                (params, opt_state, x, y, key, zero, zero, no_bad))
         return compiled[n_steps]
 
     get_epoch_fn(min(steps_per_epoch, total_steps))
@@ -552,11 +598,15 @@ def fit_many(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: st
 
     def get_epoch_fn(n_steps):
         if n_steps not in compiled:
-            epoch = _make_epoch(apply, loss_fn, optimizer, penalty, batch_size, n_steps,
-                                nan_guard)
-            fn = jax.jit(jax.vmap(epoch, in_axes=in_axes), donate_argnums=(0, 1))
+            static = ("fit_many", apply, loss_fn, optimizer, penalty, batch_size, n_steps,
+                      nan_guard)
             zero = jnp.asarray(0, jnp.int32)
-            compiled[n_steps] = fn.lower(params, opt_state, x, y, keys, zero, zero, bad).compile()
+            compiled[n_steps] = _compile(
+                static,
+                lambda: jax.jit(jax.vmap(_make_epoch(apply, loss_fn, optimizer, penalty,
+                                                     batch_size, n_steps, nan_guard),
+                                         in_axes=in_axes), donate_argnums=(0, 1)),
+                (params, opt_state, x, y, keys, zero, zero, bad))
         return compiled[n_steps]
 
     get_epoch_fn(min(steps_per_epoch, total_steps))
@@ -730,7 +780,6 @@ def _make_evaluator(apply, loss_fn, metric_fns, x, y, params, batch_size: int = 
     x, y = jnp.asarray(x), jnp.asarray(y)
     bs = min(batch_size, x.shape[0])
 
-    @jax.jit
     def run(params, x, y):
         out = _predict(apply, params, x, bs)
         result = {"loss": jnp.mean(loss_fn(out, y))}
@@ -738,8 +787,13 @@ def _make_evaluator(apply, loss_fn, metric_fns, x, y, params, batch_size: int = 
             result[name] = fn(out, y)
         return result
 
-    compiled = run.lower(params, x, y).compile()
+    static = ("evaluate", apply, loss_fn, tuple(metric_fns.items()), bs)
+    compiled = _compile(static, lambda: jax.jit(run), (params, x, y))
     return lambda p: {k: float(v) for k, v in compiled(p, x, y).items()}
+
+
+def _no_loss(outputs, y):
+    return jnp.zeros(())
 
 
 def evaluate(apply_fn: Callable, params: Params, x: Array, y: Array, *,
@@ -757,7 +811,7 @@ def evaluate(apply_fn: Callable, params: Params, x: Array, y: Array, *,
     if metrics is None and loss is None:
         metrics = {"accuracy": metrics_lib.accuracy}
     metric_fns = _as_metric_dict(metrics, loss_name)
-    loss_fn = losses.get_loss(loss) if loss is not None else (lambda out, yb: jnp.zeros(()))
+    loss_fn = losses.get_loss(loss) if loss is not None else _no_loss
     result = _make_evaluator(apply, loss_fn, metric_fns, x, y, params, batch_size)(params)
     if loss is None:
         result.pop("loss")
