@@ -1,0 +1,178 @@
+"""The lecture's middle experiments (universal approximation, backprop, losses, ridge, dropout) run
+in quick mode with one seed: each claim must hold and its key numbers must lie in the range the
+full runs measured (wide enough for one seed, narrow enough to catch a broken model). Two tricks
+the experiments rely on (masked narrow networks, full-batch steps through jl.fit) are checked
+against the direct computation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxlearn as jl
+from experiments import backprop, dropout, losses, ridge, universal_approximation
+from jaxlearn.report import Outcome
+
+
+def _check_outcome(outcome: Outcome, name: str) -> None:
+    assert isinstance(outcome, Outcome)
+    assert outcome.name == name
+    assert outcome.error is None
+    failed = [(c.what, c.value, c.op, c.threshold) for c in outcome.checks if not c.passed]
+    assert outcome.verdict == "holds", failed
+    assert outcome.figures and outcome.tables
+
+
+def _progress_recorder():
+    calls = []
+    return calls, lambda done, total: calls.append((done, total))
+
+
+def _check_progress(calls):
+    assert calls, "progress was never called"
+    assert calls[-1][0] == calls[-1][1]                           # ends at 100 %
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)   # never goes back
+
+
+# ------------------------------------------------------------------- the tricks, checked directly
+
+@pytest.mark.slow
+def test_masked_wide_network_is_the_narrow_network():
+    widths = (1, 3, 8)
+    params, masks = universal_approximation._init_bank(widths, 1)
+    x = jnp.linspace(-1.0, 1.0, 33)[:, None]
+    wide = universal_approximation._model("tanh", 8)
+
+    @jax.jit
+    def wide_out_and_grads(p, m):
+        def out(q):
+            return wide.apply(jax.tree_util.tree_map(jnp.multiply, q, m), x)
+        return out(p), jax.grad(lambda q: jnp.sum(out(q) ** 2))(p)
+
+    for j, width in enumerate(widths):
+        p = jax.tree_util.tree_map(lambda leaf, j=j: leaf[j], params)
+        m = jax.tree_util.tree_map(lambda leaf, j=j: leaf[j], masks)
+        (hidden, _), out = p
+        # The PyTorch init of a width-w layer: hidden (fan-in 1) in U(-1, 1), output in
+        # U(-1/sqrt(w), 1/sqrt(w)); units past w are exactly zero.
+        assert np.all(np.abs(hidden["w"][:, :width]) <= 1.0)
+        assert np.all(np.abs(out["w"][:width]) <= 1.0 / np.sqrt(width) + 1e-7)
+        assert np.abs(out["b"]).max() <= 1.0 / np.sqrt(width) + 1e-7
+        assert not np.any(hidden["w"][:, width:]) and not np.any(out["w"][width:])
+        # The masked wide network computes what the narrow network with the same weights
+        # does (float32: sums in another order, so 1e-6 relative).
+        narrow = universal_approximation._model("tanh", width)
+        narrow_params = (({"w": hidden["w"][:, :width], "b": hidden["b"][:width]}, ()),
+                         {"w": out["w"][:width], "b": out["b"]})
+        wide_out, grads = wide_out_and_grads(p, m)
+        np.testing.assert_allclose(wide_out, jax.jit(narrow.apply)(narrow_params, x),
+                                   rtol=1e-6, atol=1e-6)
+        # Masked units get a zero gradient, so Adam never moves them.
+        (g_hidden, _), g_out = grads
+        assert not np.any(g_hidden["w"][:, width:]) and not np.any(g_out["w"][width:])
+
+
+@pytest.mark.slow
+def test_whole_set_as_one_example_gives_full_batch_steps():
+    # jl.fit with the training set repeated as K identical "examples" and batch_size=1 takes
+    # exactly the full-batch Adam steps (float32 round-off only: 1e-6).
+    x, y = jl.data.regression_1d(jax.random.key(0), 24, noise=0.1)
+    model = jl.nn.mlp((5,), 1, activation="tanh")
+    _, params = model.init(jax.random.key(1), (1,))
+    steps, k = 6, 3
+    result = jl.fit(lambda p, xb: model.apply(p, xb)[..., 0], params,
+                    jnp.broadcast_to(x[None], (k, *x.shape)), jnp.broadcast_to(y[None], (k, 24)),
+                    loss="mse", optimizer=optax.adam(0.05), key=jax.random.key(2), batch_size=1,
+                    steps=steps)
+    optimizer = optax.adam(0.05)
+    state = optimizer.init(params)
+    objective = jax.grad(lambda p: jnp.mean((model.apply(p, x)[:, 0] - y) ** 2))
+    for _ in range(steps):
+        updates, state = optimizer.update(objective(params), state, params)
+        params = optax.apply_updates(params, updates)
+    for got, want in zip(jax.tree_util.tree_leaves(result.params),
+                         jax.tree_util.tree_leaves(params)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("b, expected", [([1, 2, 3, 4], 1.0), ([4, 3, 2, 1], -1.0),
+                                         ([1, 3, 2, 4], 0.8)])
+def test_spearman(b, expected):
+    # 1 - 6 sum d^2 / (n (n^2 - 1)): [1, 3, 2, 4] has sum d^2 = 2, so 1 - 12 / 60 = 0.8.
+    assert universal_approximation._spearman(np.arange(4.0), np.asarray(b, float)) == \
+        pytest.approx(expected)
+
+
+# ------------------------------------------------------------------------------- quick runs
+
+@pytest.mark.slow
+def test_universal_approximation_quick():
+    calls, progress = _progress_recorder()
+    out = universal_approximation.run(quick=True, seeds=1, progress=progress)
+    _check_outcome(out, "universal_approximation")
+    _check_progress(calls)
+    sup = out.numbers["sup_error"]
+    for activation in ("sigmoid", "tanh", "relu"):
+        # One unit cannot follow sin(pi x) + x^2 / 2 (sup error ~1); 64 units get within 0.06.
+        assert 0.9 <= sup[activation][0][0] <= 1.5
+        assert sup[activation][-1][0] <= 0.06
+
+
+@pytest.mark.slow
+def test_backprop_quick():
+    calls, progress = _progress_recorder()
+    out = backprop.run(quick=True, seeds=1, progress=progress)
+    _check_outcome(out, "backprop")
+    _check_progress(calls)
+    errors = out.numbers["errors"]
+    # Hand vs jax.grad: a few units of float64 epsilon; FD at h = 1e-5: ~1e-10.
+    worst64 = max(max(e["hand_vs_grad"].values()) for e in errors["float64"].values())
+    assert worst64 < 1e-14
+    fd64 = max(max(e["fd_vs_grad"].values()) for e in errors["float64"].values())
+    assert 1e-13 < fd64 < 1e-8
+    # Truncation error ~ h^2 for the smooth activations (ReLU's kinks can break the power law).
+    for config, slope in out.numbers["fd_slope_float64"].items():
+        if not config.startswith("relu"):
+            assert 1.7 < slope < 2.3, config
+
+
+@pytest.mark.slow
+def test_losses_quick():
+    calls, progress = _progress_recorder()
+    out = losses.run(quick=True, seeds=1, progress=progress)
+    _check_outcome(out, "losses")
+    _check_progress(calls)
+    n = out.numbers
+    assert n["cross_entropy"]["binary_argmin_q"] == pytest.approx(losses.P_BINARY, abs=1e-3)
+    # sigma'(-10) = 4.5e-5: MSE's gradient is 2 sigma'(-10) ~ 9.1e-5 of BCE's.
+    assert n["mse_over_bce_at_z_-10"] == pytest.approx(2 * 4.54e-5, rel=0.01)
+    assert n["softmax"]["entropy_at_T_max"] == pytest.approx(np.log(losses.N_CLASSES), abs=1e-3)
+
+
+@pytest.mark.slow
+def test_ridge_quick():
+    calls, progress = _progress_recorder()
+    out = ridge.run(quick=True, seeds=1, progress=progress)
+    _check_outcome(out, "ridge")
+    _check_progress(calls)
+    n = out.numbers
+    # The best lambda lies well inside [1e-8, 1e3] and its test MSE near the noise floor 0.09.
+    assert 1e-4 <= n["best_lambda"][0] <= 10
+    assert 0.09 <= n["best_test_mse"][0] <= 0.25
+    # Forgetting to divide lambda by n gives a visibly different optimum.
+    assert n["gd"]["max_abs_diff_if_penalty_not_divided_by_n"] > 100 * max(
+        n["gd"]["max_abs_diff"].values())
+
+
+@pytest.mark.slow
+def test_dropout_quick():
+    calls, progress = _progress_recorder()
+    out = dropout.run(quick=True, seeds=1, progress=progress)
+    _check_outcome(out, "dropout")
+    _check_progress(calls)
+    n = out.numbers
+    # The plain MLP memorises the 500 signals; both stay far below it on the test set.
+    assert n["train_accuracy"]["no dropout"][0] >= 0.99
+    assert n["train_accuracy"]["dropout"][0] >= 0.95
+    assert 0.25 <= n["test_accuracy"]["no dropout"][0] < n["test_accuracy"]["dropout"][0] <= 0.5
