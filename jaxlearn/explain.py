@@ -595,6 +595,7 @@ def _randomize_layers(key, params, owner):
         treedef, [d if o >= 0 else leaf for leaf, d, o in zip(leaves, drawn, owner)])
 
 
+@functools.lru_cache(maxsize=256)
 def _named_method(name: str, apply: Callable) -> Callable:
     """``fn(params, x, target, key) -> maps`` for a name of :data:`SANITY_METHODS`."""
     if name == "gradient":

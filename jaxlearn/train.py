@@ -762,7 +762,12 @@ def predict(apply_fn: Callable, params: Params, x: Array, *, batch_size: int = 1
     x = _checks.as_array("x", x)
     _checks.check_nonempty("x", x)
     _checks.check_positive("batch_size", batch_size, integer=True)
-    return _predict(apply, params, jnp.asarray(x), min(batch_size, x.shape[0]))
+    return _predict_jit(apply, params, jnp.asarray(x), min(batch_size, x.shape[0]))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _predict_jit(apply, params, x, batch_size):
+    return _predict(apply, params, x, batch_size)
 
 
 def _predict(apply, params, x, batch_size):
