@@ -15,7 +15,11 @@ from types import ModuleType
 # Order of the lecture; modules not listed here are appended alphabetically.
 ORDER = ("unit_circle", "representations", "gradient_descent", "sgd", "xor",
          "universal_approximation", "backprop", "losses", "ridge", "dropout", "mnist1d",
-         "data_needs", "compute_cost")
+         "data_needs", "compute_cost",
+         # The limits (issue 4): black boxes that can be fooled, shortcuts, honest uncertainty.
+         "adversarial", "shortcut_token", "erased_object", "uncertainty_shift", "saliency_sanity",
+         # Learning with few labels (issue 5).
+         "transfer", "augmentation", "few_shot", "taxonomy")
 
 
 def discover() -> dict[str, ModuleType]:
