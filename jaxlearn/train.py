@@ -438,7 +438,9 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
     total_steps = steps if steps is not None else epochs * steps_per_epoch
     n_epochs = math.ceil(total_steps / steps_per_epoch)
 
-    x, y, key = place(x), place(y), place(key)
+    # Data and key are never donated: without a mesh they need no copy, only to be on the device.
+    put = jax.device_put if mesh is None else place
+    x, y, key = put(x), put(y), put(key)
     params = place(params)
     opt_state = place(optimizer.init(params))
     no_bad = place(np.int32(-1))
@@ -660,6 +662,15 @@ def _set_hyperparams(opt_state, hyperparams, n_models):
     return opt_state._replace(hyperparams=new)
 
 
+def _fresh_copy(a):
+    """A new device buffer holding ``a``. Through the host for numeric arrays: a transfer costs no
+    compilation, where ``jnp.array(a, copy=True)`` compiles one copy program per shape."""
+    if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(_fresh_copy(jax.random.key_data(a)),
+                                        impl=jax.random.key_impl(a))
+    return jax.device_put(np.array(a, copy=True))
+
+
 def _placement(mesh, batch_size):
     """``(place, batch_sharding)``: how :func:`fit` puts arrays on devices.
 
@@ -669,8 +680,7 @@ def _placement(mesh, batch_size):
     when the mesh spans several processes.
     """
     if mesh is None:
-        return (lambda tree: jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True), tree),
-                None)
+        return (lambda tree: jax.tree_util.tree_map(_fresh_copy, tree), None)
     if not isinstance(mesh, jax.sharding.Mesh):
         raise TypeError(f"`mesh` must be a jax.sharding.Mesh, got {type(mesh).__name__}")
     if "data" not in mesh.axis_names:
