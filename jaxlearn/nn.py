@@ -21,6 +21,7 @@ Example — the MNIST-1D reference MLP (40-100-100-10, residual second layer)::
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -451,4 +452,10 @@ def init_stacked(layer: Layer, keys: Array, input_shape: Shape) -> Params:
     :func:`jaxlearn.train.fit_many` to train the members at once.
     """
     _checks.check_key("keys", keys)
-    return jax.vmap(lambda k: layer.init(k, tuple(input_shape))[1])(keys)
+    return _stacked_init(layer, tuple(input_shape))(keys)
+
+
+@functools.lru_cache(maxsize=128)
+def _stacked_init(layer: Layer, input_shape: Shape):
+    # One compiled program per (layer, shape): eager inits compile every random op separately.
+    return jax.jit(jax.vmap(lambda k: layer.init(k, input_shape)[1]))

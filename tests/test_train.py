@@ -369,3 +369,13 @@ def test_fit_many_rejects_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         train.fit_many(model.apply, _stack(model, jax.random.split(jax.random.key(0), 3)), x, y,
                        **kw)
+
+
+def test_init_stacked_equals_separate_inits_bitwise():
+    model = nn.mlp((16, 16), 3, residual=True)
+    keys = jax.random.split(jax.random.key(0), 3)
+    stacked = nn.init_stacked(model, keys, (5,))
+    for i in range(3):
+        single = model.init(keys[i], (5,))[1]
+        for u, v in zip(jax.tree_util.tree_leaves(stacked), jax.tree_util.tree_leaves(single)):
+            np.testing.assert_array_equal(u[i], v)
