@@ -516,9 +516,10 @@ def learning_curve(method: Method, x_train: Array, y_train: Array, x_test: Array
     """Test accuracy of ``method`` trained on ``n`` labels per class, for each ``n``, over seeds.
 
     For each ``n`` and seed ``s``, a stratified subset of ``n`` examples per class is drawn from
-    the training set (:func:`sample_per_class` with ``fold_in(fold_in(key, n), s)``; the class
-    order follows ``classes``), ``predict = method(k, x_small, y_small)`` is trained with another
-    key, and its accuracy on ``(x_test, y_test)`` is recorded (:func:`jaxlearn.metrics.accuracy`
+    the training set: the seed key ``fold_in(fold_in(key, n), s)`` is split into a sampling key
+    (:func:`sample_per_class`; the class order follows ``classes``) and a method key ``k``, and
+    ``predict = method(k, x_small, y_small)`` is trained, and its accuracy on
+    ``(x_test, y_test)`` is recorded (:func:`jaxlearn.metrics.accuracy`
     on ``predict(x_test)``: logits ``[n_test, K]``, or labels ``[n_test]`` compared directly).
 
     With ``vmap=True`` the seeds of each ``n`` run as one ``jax.vmap`` inside one ``jit``: the
