@@ -444,6 +444,9 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
     params = place(params)
     opt_state = place(optimizer.init(params))
     no_bad = place(np.int32(-1))
+    # Per-epoch scalars: numpy ints go to the device inside the call's fast path; a mesh needs
+    # global arrays.
+    scalar = (lambda v: np.int32(v)) if mesh is None else (lambda v: place(np.int32(v)))
 
     t0 = time.perf_counter()
     compiled: dict[int, Any] = {}
@@ -488,11 +491,13 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
         e_start = time.perf_counter()
         n_steps = min(steps_per_epoch, total_steps - done)
         params, opt_state, values, bad_step = get_epoch_fn(n_steps)(
-            params, opt_state, x, y, key, place(np.int32(epoch)), place(np.int32(done)), no_bad)
-        bad = int(bad_step)
+            params, opt_state, x, y, key, scalar(epoch), scalar(done), no_bad)
+        # One host sync per epoch: the step losses and the guard's verdict together.
+        values, bad = jax.device_get((values, bad_step))
+        bad = int(bad)
         if bad >= 0:
             good = values[: bad - done]
-            history["loss"].append(float(jnp.mean(good)) if good.size else float("nan"))
+            history["loss"].append(float(np.mean(good)) if good.size else float("nan"))
             history["epoch_time"].append(time.perf_counter() - e_start)
             done = bad
             stop_reason = (f"non-finite loss or params at step {bad} (epoch {epoch}); training "
@@ -501,7 +506,7 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
             warnings.warn(stop_reason, RuntimeWarning, stacklevel=2)
             break
         done += n_steps
-        logs = {"epoch": epoch, "loss": float(jnp.mean(values))}
+        logs = {"epoch": epoch, "loss": float(np.mean(values, dtype=np.float64))}
         if evaluator is not None:
             logs.update({f"val_{k}": v for k, v in evaluator(params).items()})
         history["loss"].append(logs["loss"])
