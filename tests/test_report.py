@@ -59,3 +59,11 @@ def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path):
         report.atomic_write(path, object())
     assert open(path).read() == "first"
     assert os.listdir(tmp_path) == ["f.txt"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    path = tmp_path / "r.md"
+    report.atomic_write(str(path), "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
