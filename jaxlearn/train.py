@@ -30,6 +30,7 @@ import collections
 import functools
 import inspect
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -438,6 +439,7 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
     total_steps = steps if steps is not None else epochs * steps_per_epoch
     n_epochs = math.ceil(total_steps / steps_per_epoch)
 
+    _check_fits_in_memory(x, y, params, validation_data)
     # Data and key are never donated: without a mesh they need no copy, only to be on the device.
     put = jax.device_put if mesh is None else place
     x, y, key = put(x), put(y), put(key)
@@ -665,6 +667,48 @@ def _set_hyperparams(opt_state, hyperparams, n_models):
                              f"per model, got {tuple(values.shape)}")
         new[name] = values
     return opt_state._replace(hyperparams=new)
+
+
+def _free_device_bytes(device) -> int | None:
+    """Free memory of ``device`` in bytes: the allocator's limit minus use on accelerators, the
+    host's available RAM for the CPU backend; ``None`` when unknown."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_fits_in_memory(x, y, params, validation_data) -> None:
+    """Refuses, before anything is copied, a training set that cannot live on the device.
+
+    :func:`fit` keeps the whole data set on the device (one compiled program per epoch gathers its
+    batches from it); it does not stream. Needed: the data, plus params, gradients and optimizer
+    state estimated as 4x the params (Adam keeps two moments).
+    """
+    def nbytes(tree):
+        return sum(int(np.prod(np.shape(a))) * np.dtype(a.dtype).itemsize
+                   for a in jax.tree_util.tree_leaves(tree))
+
+    needed = nbytes((x, y)) + 4 * nbytes(params)
+    if validation_data is not None:
+        needed += nbytes(tuple(validation_data))
+    device = jax.devices()[0]
+    free = _free_device_bytes(device)
+    if free is not None and needed > free:
+        raise ValueError(f"`x` and `y` (with params and optimizer state) need "
+                         f"{_format_bytes(needed)} on {device} but only {_format_bytes(free)} is "
+                         "free; fit keeps the data on the device and does not stream it: use fewer "
+                         "samples or a smaller dtype")
+
+
+def _format_bytes(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
 
 
 def _fresh_copy(a):

@@ -379,3 +379,17 @@ def test_init_stacked_equals_separate_inits_bitwise():
         single = model.init(keys[i], (5,))[1]
         for u, v in zip(jax.tree_util.tree_leaves(stacked), jax.tree_util.tree_leaves(single)):
             np.testing.assert_array_equal(u[i], v)
+
+
+def test_data_too_large_for_the_device_is_refused_up_front(monkeypatch):
+    # fit keeps the data on the device and does not stream: it refuses, naming the size needed.
+    x, y = _blobs()
+    model, params = _model_and_params()
+    monkeypatch.setattr(train, "_free_device_bytes", lambda device: 1000)
+    with pytest.raises(ValueError, match=r"need \d+\.\d\d KiB on .* but only 1000 B is free"):
+        _fit(model, params, x, y)
+
+
+def test_free_device_bytes_is_positive_here():
+    free = train._free_device_bytes(jax.devices()[0])
+    assert free is None or free > 0
