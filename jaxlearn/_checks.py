@@ -63,10 +63,18 @@ def check_finite(name: str, x: Any) -> None:
         n_bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"`{name}` contains {n_bad} NaN or inf value(s); "
                          "clean or impute them first")
+    if arr.dtype == np.float64 and arr.size and not jax.config.jax_enable_x64:
+        big, limit = float(np.max(np.abs(arr))), float(np.finfo(np.float32).max)
+        if big > limit:
+            raise ValueError(f"`{name}` holds {big:g}, beyond float32's range ({limit:g}): jax "
+                             "computes in float32 unless jax_enable_x64 is set")
 
 
 def check_same_length(name_a: str, a: Any, name_b: str, b: Any) -> None:
     """``a`` and ``b`` must have the same number of samples (first axis)."""
+    for name, arr in ((name_a, a), (name_b, b)):
+        if arr.ndim == 0:
+            raise ValueError(f"`{name}` is a scalar (shape ()); need an array [n, ...] of samples")
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"`{name_a}` has {a.shape[0]} samples but `{name_b}` has {b.shape[0]}; "
                          "they must match")

@@ -320,6 +320,8 @@ def train_test_split(key: PRNGKeyArray, x: Any, y: Any, *, test_size: float = 0.
     _checks.check_nonempty("x", x)
     _checks.check_nonempty("y", y)
     _checks.check_same_length("x", x, "y", y)
+    _checks.check_finite("x", x)
+    _checks.check_finite("y", y)
     _check_bool("stratify", stratify)
     n = x.shape[0]
     if isinstance(test_size, (int, np.integer)) and not isinstance(test_size, bool):
@@ -389,8 +391,12 @@ def fit_standardizer(x: Array) -> StandardizerStats:
 
 @jax.jit
 def _fit_standardizer(x):
-    mean = jnp.mean(x, axis=0)
-    std = jnp.std(x, axis=0)
+    # Scaled by a power of two (exact, so results are unchanged) to keep the sums from
+    # overflowing: the mean of two float32 3e38 is 3e38, not inf.
+    _, exponent = jnp.frexp(jnp.max(jnp.abs(x), axis=0))
+    scaled = jnp.ldexp(x, -exponent)
+    mean = jnp.ldexp(jnp.mean(scaled, axis=0), exponent)
+    std = jnp.ldexp(jnp.std(scaled, axis=0), exponent)
     constant = jnp.max(x, axis=0) == jnp.min(x, axis=0)
     return StandardizerStats(mean, jnp.where(constant, jnp.ones_like(std), std))
 

@@ -62,6 +62,8 @@ def polynomial_features(x: Array, degree: int, *, include_bias: bool = False) ->
       ``[n, n_monomials]``.
     """
     x = _checks.check_features("x", x, ndim=2)
+    if x.shape[1] == 0:
+        raise ValueError(f"`x` has no features (shape {tuple(x.shape)}); need d >= 1 columns")
     _checks.check_positive("degree", degree, integer=True)
     if not isinstance(include_bias, bool):
         raise TypeError(f"`include_bias` must be a bool, got {type(include_bias).__name__}")

@@ -38,6 +38,9 @@ Params = dict[str, Array]
 
 def _check_xy(x: Any, y: Any) -> tuple[Array, Array]:
     x = _checks.check_features("x", x)
+    if x.dtype not in (jnp.float32, jnp.float64):
+        raise TypeError(f"`x` must be float32 or float64 (the linear solvers have no {x.dtype} "
+                        "kernel)")
     y = _checks.as_array("y", y)
     _checks.check_float("y", y)
     _checks.check_ndim("y", y, (1, 2))

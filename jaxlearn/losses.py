@@ -107,8 +107,9 @@ def softmax_cross_entropy_with_integer_labels(logits: Array, labels: Array) -> A
     logits = _checks.as_array("logits", logits)
     labels = _checks.as_array("labels", labels)
     _checks.check_float("logits", logits)
-    if logits.ndim < 1:
-        raise ValueError(f"`logits` must have a class axis, got shape {tuple(logits.shape)}")
+    if logits.ndim < 1 or logits.shape[-1] == 0:
+        raise ValueError(f"`logits` must have a class axis of size >= 1, got shape "
+                         f"{tuple(logits.shape)}")
     if labels.shape != logits.shape[:-1]:
         raise ValueError(f"`labels` has shape {tuple(labels.shape)} but `logits` has shape "
                          f"{tuple(logits.shape)}; labels must have shape "
@@ -124,8 +125,9 @@ def softmax_cross_entropy_with_integer_labels(logits: Array, labels: Array) -> A
 def _check_distribution(name: str, p: Any) -> Any:
     p = _checks.as_array(name, p)
     _checks.check_float(name, p)
-    if p.ndim < 1:
-        raise ValueError(f"`{name}` must have a class axis, got shape {tuple(p.shape)}")
+    if p.ndim < 1 or p.shape[-1] == 0:
+        raise ValueError(f"`{name}` must have a class axis of size >= 1, got shape "
+                         f"{tuple(p.shape)}")
     if _checks.is_concrete(p):
         arr = np.asarray(p, dtype=np.float64)
         sums = arr.sum(-1)

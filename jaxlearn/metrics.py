@@ -49,6 +49,9 @@ def _check_scores(name: str, scores: Any, ndim: int | tuple[int, ...]) -> Any:
     _checks.check_float(name, scores)
     _checks.check_ndim(name, scores, ndim)
     _checks.check_nonempty(name, scores)
+    if scores.ndim == 2 and scores.shape[1] == 0:
+        raise ValueError(f"`{name}` has shape {tuple(scores.shape)}: no class column; need "
+                         "[n, K >= 2] scores or [n] / [n, 1] binary ones")
     _checks.check_finite(name, scores)
     return scores
 

@@ -347,14 +347,14 @@ def _conv(n_spatial: int, out_channels: int, kernel_size, stride, padding, w_ini
     _checks.check_positive("out_channels", out_channels, integer=True)
     _checks.check_choice("w_init", w_init, INITIALIZERS)
 
-    def out_sizes(spatial):
+    def out_sizes(spatial, arg):
         pads, outs = [], []
         for d in range(n_spatial):
             lo, hi = _pad_amounts(paddings[d], spatial[d], kernel_size[d], stride[d], "padding")
             size = spatial[d] + lo + hi
             if size < kernel_size[d]:
-                raise ValueError(f"{name}: input size {spatial[d]} (padded {size}) is smaller than "
-                                 f"kernel_size {kernel_size[d]}")
+                raise ValueError(f"{name}: `{arg}` has input size {spatial[d]} (padded {size}) "
+                                 f"is smaller than kernel_size {kernel_size[d]}")
             pads.append((lo, hi))
             outs.append((size - kernel_size[d]) // stride[d] + 1)
         return pads, outs
@@ -362,7 +362,7 @@ def _conv(n_spatial: int, out_channels: int, kernel_size, stride, padding, w_ini
     def init(key, input_shape):
         _check_input_shape(input_shape, min_ndim=n_spatial + 1, layer=name, exact=True)
         *spatial, c_in = input_shape
-        _, outs = out_sizes(spatial)
+        _, outs = out_sizes(spatial, "input_shape")
         params = _init_weight_and_bias(key, (*kernel_size, c_in, out_channels), out_channels,
                                        w_init, use_bias)
         return (*outs, out_channels), params
@@ -373,7 +373,7 @@ def _conv(n_spatial: int, out_channels: int, kernel_size, stride, padding, w_ini
         if x.ndim != n_spatial + 2 or x.shape[-1] != w.shape[-2]:
             raise ValueError(f"{name}: `x` has shape {tuple(x.shape)} but the layer expects "
                              f"[batch, {'spatial, ' * n_spatial}{w.shape[-2]}] (channels last)")
-        pads, outs = out_sizes(x.shape[1:-1])
+        pads, outs = out_sizes(x.shape[1:-1], "x")
         x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
         # im2col: [batch, o1, k1, (o2, k2,) c_in], then one einsum with the kernel.
         for d in range(n_spatial):
