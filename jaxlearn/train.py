@@ -672,7 +672,10 @@ def _set_hyperparams(opt_state, hyperparams, n_models):
 def _free_device_bytes(device) -> int | None:
     """Free memory of ``device`` in bytes: the allocator's limit minus use on accelerators, the
     host's available RAM for the CPU backend; ``None`` when unknown."""
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    try:
+        stats = device.memory_stats()
+    except Exception:  # backends without allocator stats raise various runtime errors
+        stats = None
     if stats and "bytes_limit" in stats:
         return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
     try:
@@ -695,7 +698,7 @@ def _check_fits_in_memory(x, y, params, validation_data) -> None:
     needed = nbytes((x, y)) + 4 * nbytes(params)
     if validation_data is not None:
         needed += nbytes(tuple(validation_data))
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]  # the data are placed on this process's devices
     free = _free_device_bytes(device)
     if free is not None and needed > free:
         raise ValueError(f"`x` and `y` (with params and optimizer state) need "
