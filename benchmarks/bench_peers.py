@@ -4,7 +4,7 @@ Every workload is trained by each available peer from the *same* initial weights
 init, copied into the PyTorch and flax modules), with the same architecture, optimizer (Adam),
 learning rate, batch size and number of steps, on data reshuffled every epoch:
 
-- ``jaxlearn``: ``jl.fit`` (one compiled ``lax.scan`` per epoch).
+- ``jaxlearn``: ``jl.fit`` (no callbacks: all epochs in one compiled program).
 - ``jax one-scan floor``: the whole run in one ``lax.scan`` (``bench_fit.floor_program``).
 - ``jax.jit per step``: our layers' ``apply`` + optax in one jitted step, called from a Python
   loop over host (numpy) batches.

@@ -12,6 +12,11 @@ progress bar and the NaN/inf guard. The guard itself lives inside the step: an u
 new params are not finite is not applied, the step index is recorded, and :func:`fit` stops after
 that epoch, returning the last finite params and saying which step went non-finite.
 
+When nothing needs the host between epochs (no callbacks, validation data, progress bar or
+verbose output), all full epochs run as one program, a ``lax.scan`` over the epoch scans, with
+bitwise the same result as one call per epoch (tested); ``history["epoch_time"]`` then holds the
+run's mean time per epoch.
+
 Reproducibility: the key of epoch ``e`` is ``fold_in(key, e)``; it is split into the permutation key
 and one key per step (for dropout). Same key, same data, same result, bitwise on CPU (tested).
 
@@ -302,6 +307,25 @@ def _make_epoch(apply, loss_fn, optimizer, penalty, batch_size: int, n_steps: in
     return epoch
 
 
+def _make_epochs(epoch, n_epochs: int, n_steps: int):
+    """``n_epochs`` consecutive epochs of ``epoch`` (each of ``n_steps`` steps) as one
+    ``lax.scan``: the same signature, with losses of shape ``[n_epochs, n_steps]``. :func:`fit`
+    uses it when nothing has to run on the host between epochs, so a whole run is one program."""
+
+    def run(params, opt_state, x, y, key, epoch0, step0, bad_step):
+        def body(carry, e):
+            params, opt_state, bad_step = carry
+            params, opt_state, values, bad_step = epoch(
+                params, opt_state, x, y, key, epoch0 + e, step0 + e * n_steps, bad_step)
+            return (params, opt_state, bad_step), values
+
+        (params, opt_state, bad_step), values = jax.lax.scan(
+            body, (params, opt_state, bad_step), jnp.arange(n_epochs, dtype=jnp.int32))
+        return params, opt_state, values, bad_step
+
+    return run
+
+
 # ------------------------------------------------------------------------------ validation
 
 def _check_fit_args(apply, params, x, y, loss_name, batch_size, epochs, steps):
@@ -450,31 +474,6 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
     # global arrays.
     scalar = (lambda v: np.int32(v)) if mesh is None else (lambda v: place(np.int32(v)))
 
-    t0 = time.perf_counter()
-    compiled: dict[int, Any] = {}
-
-    def get_epoch_fn(n_steps: int):
-        if n_steps not in compiled:
-            static = ("fit", apply, loss_fn, optimizer, penalty, batch_size, n_steps, nan_guard,
-                      batch_sharding)
-            zero = place(np.int32(0))
-            compiled[n_steps] = _compile(
-                static,
-                lambda: jax.jit(_make_epoch(apply, loss_fn, optimizer, penalty, batch_size,
-                                            n_steps, nan_guard, batch_sharding),
-                                donate_argnums=(0, 1)),
-                (params, opt_state, x, y, key, zero, zero, no_bad))
-        return compiled[n_steps]
-
-    get_epoch_fn(min(steps_per_epoch, total_steps))
-    if total_steps % steps_per_epoch and total_steps > steps_per_epoch:
-        get_epoch_fn(total_steps % steps_per_epoch)
-    evaluator = None
-    if validation_data is not None:
-        evaluator = _make_evaluator(apply, loss_fn, metric_fns, place(x_val), place(y_val),
-                                    params)
-    compile_time = time.perf_counter() - t0
-
     history: dict[str, list[float]] = {"loss": [], "epoch_time": []}
     run_meta = {"batch_size": batch_size, "n_samples": n, "total_steps": total_steps}
     start_epoch, done = 0, 0
@@ -483,56 +482,106 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
         if resumed is not None:
             params, opt_state, history, start_epoch, done = resumed
             params, opt_state = place(params), place(opt_state)
+    # With nothing to run on the host between epochs, all full epochs are one program (a scan
+    # over epochs of the epoch scan); otherwise one program call per epoch.
+    per_epoch = bool(cb_list) or validation_data is not None or progress or verbose
+    n_full = total_steps // steps_per_epoch
+    segments = []  # (first epoch, number of epochs, steps per epoch)
+    if per_epoch:
+        segments = [(e, 1, min(steps_per_epoch, total_steps - e * steps_per_epoch))
+                    for e in range(start_epoch, n_epochs)]
+    else:
+        if start_epoch < n_full:
+            segments.append((start_epoch, n_full - start_epoch, steps_per_epoch))
+        if n_full < n_epochs and start_epoch < n_epochs:
+            segments.append((n_full, 1, total_steps - n_full * steps_per_epoch))
+
+    t0 = time.perf_counter()
+    compiled: dict[tuple[int, int], Any] = {}
+
+    def get_program(k_epochs: int, n_steps: int):
+        if (k_epochs, n_steps) not in compiled:
+            static = ("fit", apply, loss_fn, optimizer, penalty, batch_size, n_steps, k_epochs,
+                      nan_guard, batch_sharding)
+            zero = place(np.int32(0))
+
+            def build():
+                epoch_fn = _make_epoch(apply, loss_fn, optimizer, penalty, batch_size, n_steps,
+                                       nan_guard, batch_sharding)
+                if k_epochs > 1:
+                    epoch_fn = _make_epochs(epoch_fn, k_epochs, n_steps)
+                return jax.jit(epoch_fn, donate_argnums=(0, 1))
+
+            compiled[(k_epochs, n_steps)] = _compile(
+                static, build, (params, opt_state, x, y, key, zero, zero, no_bad))
+        return compiled[(k_epochs, n_steps)]
+
+    for _, k_epochs, n_steps in segments:
+        get_program(k_epochs, n_steps)
+    evaluator = None
+    if validation_data is not None:
+        evaluator = _make_evaluator(apply, loss_fn, metric_fns, place(x_val), place(y_val),
+                                    params)
+    compile_time = time.perf_counter() - t0
+
     bar = _progress_bar(n_epochs) if progress else None
     if bar is not None:
         bar.update(start_epoch)
     stop_reason = None
     train_start = time.perf_counter()
     epoch = start_epoch - 1
-    for epoch in range(start_epoch, n_epochs):
+    for first, k_epochs, n_steps in segments:
         e_start = time.perf_counter()
-        n_steps = min(steps_per_epoch, total_steps - done)
-        params, opt_state, values, bad_step = get_epoch_fn(n_steps)(
-            params, opt_state, x, y, key, scalar(epoch), scalar(done), no_bad)
-        # One host sync per epoch: the step losses and the guard's verdict together.
+        params, opt_state, values, bad_step = get_program(k_epochs, n_steps)(
+            params, opt_state, x, y, key, scalar(first), scalar(done), no_bad)
+        # One host sync per program call: the step losses and the guard's verdict together.
         values, bad = jax.device_get((values, bad_step))
+        values = np.reshape(values, (k_epochs, n_steps))
         bad = int(bad)
-        if bad >= 0:
-            good = values[: bad - done]
-            history["loss"].append(float(np.mean(good)) if good.size else float("nan"))
-            history["epoch_time"].append(time.perf_counter() - e_start)
-            done = bad
-            stop_reason = (f"non-finite loss or params at step {bad} (epoch {epoch}); training "
-                           f"stopped and the params after step {bad - 1} (the last finite ones) "
-                           "are returned. Lower the learning rate or check the data.")
-            warnings.warn(stop_reason, RuntimeWarning, stacklevel=2)
-            break
-        done += n_steps
-        logs = {"epoch": epoch, "loss": float(np.mean(values, dtype=np.float64))}
-        if evaluator is not None:
-            logs.update({f"val_{k}": v for k, v in evaluator(params).items()})
-        history["loss"].append(logs["loss"])
-        for k, v in logs.items():
-            if k.startswith("val_"):
-                history.setdefault(k, []).append(v)
-        history["epoch_time"].append(time.perf_counter() - e_start)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "epoch"})
-        if verbose:
-            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in logs.items()))
+        seg_time = (time.perf_counter() - e_start) / k_epochs
         stop = False
-        for cb in cb_list:
-            stop = bool(cb.on_epoch_end(epoch, logs, params)) or stop
-        state_cbs = [cb for cb in cb_list if hasattr(cb, "on_state")]
-        if state_cbs:
-            state = checkpoint_lib.TrainState(params, opt_state, key, epoch + 1, done, history,
-                                              run_meta)
-            for cb in state_cbs:
-                cb.on_state(state, final=stop or epoch + 1 == n_epochs)
+        for j in range(k_epochs):
+            epoch = first + j
+            if 0 <= bad < done + n_steps:
+                good = values[j, : bad - done]
+                history["loss"].append(float(np.mean(good)) if good.size else float("nan"))
+                history["epoch_time"].append(seg_time)
+                done = bad
+                stop_reason = (f"non-finite loss or params at step {bad} (epoch {epoch}); "
+                               f"training stopped and the params after step {bad - 1} (the last "
+                               "finite ones) are returned. Lower the learning rate or check the "
+                               "data.")
+                warnings.warn(stop_reason, RuntimeWarning, stacklevel=2)
+                stop = True
+                break
+            done += n_steps
+            logs = {"epoch": epoch, "loss": float(np.mean(values[j], dtype=np.float64))}
+            if evaluator is not None:
+                logs.update({f"val_{k}": v for k, v in evaluator(params).items()})
+            history["loss"].append(logs["loss"])
+            for k, v in logs.items():
+                if k.startswith("val_"):
+                    history.setdefault(k, []).append(v)
+            history["epoch_time"].append(seg_time if k_epochs > 1
+                                         else time.perf_counter() - e_start)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "epoch"})
+            if verbose:
+                print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in logs.items()))
+            for cb in cb_list:
+                stop = bool(cb.on_epoch_end(epoch, logs, params)) or stop
+            state_cbs = [cb for cb in cb_list if hasattr(cb, "on_state")]
+            if state_cbs:
+                state = checkpoint_lib.TrainState(params, opt_state, key, epoch + 1, done,
+                                                  history, run_meta)
+                for cb in state_cbs:
+                    cb.on_state(state, final=stop or epoch + 1 == n_epochs)
+            if stop:
+                stop_reason = f"stopped by a callback after epoch {epoch}"
+                break
         if stop:
-            stop_reason = f"stopped by a callback after epoch {epoch}"
             break
     train_time = time.perf_counter() - train_start
     if bar is not None:
@@ -601,43 +650,58 @@ def fit_many(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: st
         opt_state = _set_hyperparams(opt_state, hyperparams, n_models)
     bad = jnp.full((n_models,), -1, jnp.int32)
 
+    # Without a progress bar all full epochs are one program, as in fit.
+    n_full = total_steps // steps_per_epoch
+    if progress:
+        segments = [(e, 1, min(steps_per_epoch, total_steps - e * steps_per_epoch))
+                    for e in range(n_epochs)]
+    else:
+        segments = [(0, n_full, steps_per_epoch)] if n_full else []
+        if n_full < n_epochs:
+            segments.append((n_full, 1, total_steps - n_full * steps_per_epoch))
+
     t0 = time.perf_counter()
-    compiled: dict[int, Any] = {}
+    compiled: dict[tuple[int, int], Any] = {}
     in_axes = (0, 0, None, None, 0, None, None, 0)
 
-    def get_epoch_fn(n_steps):
-        if n_steps not in compiled:
+    def get_program(k_epochs, n_steps):
+        if (k_epochs, n_steps) not in compiled:
             static = ("fit_many", apply, loss_fn, optimizer, penalty, batch_size, n_steps,
-                      nan_guard)
+                      k_epochs, nan_guard)
             zero = jnp.asarray(0, jnp.int32)
-            compiled[n_steps] = _compile(
-                static,
-                lambda: jax.jit(jax.vmap(_make_epoch(apply, loss_fn, optimizer, penalty,
-                                                     batch_size, n_steps, nan_guard),
-                                         in_axes=in_axes), donate_argnums=(0, 1)),
-                (params, opt_state, x, y, keys, zero, zero, bad))
-        return compiled[n_steps]
 
-    get_epoch_fn(min(steps_per_epoch, total_steps))
-    if total_steps % steps_per_epoch and total_steps > steps_per_epoch:
-        get_epoch_fn(total_steps % steps_per_epoch)
+            def build():
+                epoch_fn = _make_epoch(apply, loss_fn, optimizer, penalty, batch_size, n_steps,
+                                       nan_guard)
+                if k_epochs > 1:
+                    epoch_fn = _make_epochs(epoch_fn, k_epochs, n_steps)
+                return jax.jit(jax.vmap(epoch_fn, in_axes=in_axes), donate_argnums=(0, 1))
+
+            compiled[(k_epochs, n_steps)] = _compile(
+                static, build, (params, opt_state, x, y, keys, zero, zero, bad))
+        return compiled[(k_epochs, n_steps)]
+
+    for _, k_epochs, n_steps in segments:
+        get_program(k_epochs, n_steps)
     compile_time = time.perf_counter() - t0
 
     history: dict[str, list] = {"loss": [], "epoch_time": []}
     bar = _progress_bar(n_epochs) if progress else None
     done = 0
     train_start = time.perf_counter()
-    for epoch in range(n_epochs):
+    for first, k_epochs, n_steps in segments:
         e_start = time.perf_counter()
-        n_steps = min(steps_per_epoch, total_steps - done)
-        params, opt_state, values, bad = get_epoch_fn(n_steps)(
-            params, opt_state, x, y, keys, jnp.asarray(epoch, jnp.int32),
+        params, opt_state, values, bad = get_program(k_epochs, n_steps)(
+            params, opt_state, x, y, keys, jnp.asarray(first, jnp.int32),
             jnp.asarray(done, jnp.int32), bad)
-        done += n_steps
-        history["loss"].append(np.asarray(jnp.mean(values, axis=1)).tolist())
-        history["epoch_time"].append(time.perf_counter() - e_start)
+        done += k_epochs * n_steps
+        # values: [N, n_steps] for one epoch, [N, k_epochs, n_steps] for several.
+        means = np.asarray(values).reshape(n_models, k_epochs, n_steps).mean(axis=2)
+        history["loss"].extend(means.T.tolist())
+        seg_time = (time.perf_counter() - e_start) / k_epochs
+        history["epoch_time"].extend([seg_time] * k_epochs)
         if bar is not None:
-            bar.update(1)
+            bar.update(k_epochs)
     train_time = time.perf_counter() - train_start
     if bar is not None:
         bar.close()

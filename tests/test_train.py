@@ -393,3 +393,40 @@ def test_data_too_large_for_the_device_is_refused_up_front(monkeypatch):
 def test_free_device_bytes_is_positive_here():
     free = train._free_device_bytes(jax.devices()[0])
     assert free is None or free > 0
+
+
+def test_run_without_host_work_is_one_program_equal_to_per_epoch_calls():
+    # With no callbacks, validation or progress bar, fit compiles all full epochs into one program
+    # (a scan over epochs); with a callback it calls one program per epoch. Same math, same
+    # order: the params, losses and the partial last epoch must agree bitwise on CPU.
+    x, y = _blobs(n=100)
+    model, params = _model_and_params(dropout=0.2)
+    train._COMPILED.clear()
+    fast = _fit(model, params, x, y, steps=23)  # 6 steps per epoch: 3 full epochs + 5 steps
+    programs = [k[0] for k in train._COMPILED]
+    assert sorted((p[6], p[7]) for p in programs) == [(5, 1), (6, 3)]  # (steps, epochs)
+    slow = _fit(model, params, x, y, steps=23, callbacks=[lambda epoch, logs, params: None])
+    assert fast.steps == slow.steps == 23 and fast.epochs == slow.epochs == 4
+    assert fast.history["loss"] == slow.history["loss"]
+    assert len(fast.history["epoch_time"]) == 4
+    assert _leaves_equal(fast.params, slow.params)
+    assert _leaves_equal(fast.opt_state, slow.opt_state)
+
+
+def test_nan_guard_inside_a_multi_epoch_program_matches_per_epoch_calls():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 10, (64, 4)).astype(np.float32)
+    y = rng.normal(0, 1, (64, 1)).astype(np.float32)
+    model = nn.dense(1)
+    _, params = model.init(jax.random.key(0), (4,))
+    kw = dict(loss="mse", optimizer=optax.sgd(5.0), key=jax.random.key(0), batch_size=16,
+              steps=500)
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        fast = train.fit(model.apply, params, x, y, **kw)
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        slow = train.fit(model.apply, params, x, y, callbacks=[lambda e, logs, p: None], **kw)
+    assert 4 < fast.steps == slow.steps < 500  # stops inside a later epoch, not the first
+    assert fast.stop_reason == slow.stop_reason
+    assert fast.epochs == slow.epochs and len(fast.history["loss"]) == fast.epochs
+    np.testing.assert_array_equal(fast.history["loss"], slow.history["loss"])  # NaN == NaN here
+    assert _leaves_equal(fast.params, slow.params)
