@@ -69,7 +69,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn"])
+    parser.add_argument("--steps", type=int, default=STEPS,
+                        help="training steps (the recipe: 6000; fewer only for a smoke run)")
     args = parser.parse_args(argv)
+    steps = args.steps
 
     data = jl.data.load_mnist1d()
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
@@ -81,7 +84,7 @@ def main(argv=None):
         key = jax.random.key(1)
         opt = optax.adam(LR)
 
-        floor = floor_program(model.apply, loss_fn, opt, x.shape[0], STEPS, BATCH)
+        floor = floor_program(model.apply, loss_fn, opt, x.shape[0], steps, BATCH)
         t0 = time.perf_counter()
         floor_c = floor.lower(params, x, y, key).compile()
         floor_compile = time.perf_counter() - t0
@@ -93,13 +96,13 @@ def main(argv=None):
             floor_times.append(time.perf_counter() - t0)
             result = jl.fit(model.apply, params, x, y,
                             loss="softmax_cross_entropy_with_integer_labels",
-                            optimizer=opt, key=key, batch_size=BATCH, steps=STEPS)
+                            optimizer=opt, key=key, batch_size=BATCH, steps=steps)
             jax.block_until_ready(result.params)
             fit_times.append(result.train_time)
             fit_compiles.append(result.compile_time)
             per_epoch = jl.fit(model.apply, params, x, y,
                                loss="softmax_cross_entropy_with_integer_labels",
-                               optimizer=opt, key=key, batch_size=BATCH, steps=STEPS,
+                               optimizer=opt, key=key, batch_size=BATCH, steps=steps,
                                callbacks=[lambda epoch, logs, params: None])
             cb_times.append(per_epoch.train_time)
         acc_fit = jl.evaluate(model.apply, result.params, data.x_test, data.y_test)["accuracy"]
@@ -110,7 +113,7 @@ def main(argv=None):
         rows.append((name, s, f, f / s, c, c / s, floor_compile, fit_compiles[0],
                      acc_floor, acc_fit))
 
-    print(f"MNIST-1D, {STEPS} steps, batch {BATCH}, Adam lr {LR}; median of {args.repeats} "
+    print(f"MNIST-1D, {steps} steps, batch {BATCH}, Adam lr {LR}; median of {args.repeats} "
           f"runs on {jax.devices()[0].platform} ({jax.device_count()} device(s))")
     print("| model | floor: one scan (s) | fit (s) | fit / floor | fit + callback (s) "
           "| (fit + callback) / floor | compile floor (s) | compile fit (s) | test acc floor "

@@ -15,7 +15,7 @@ are the cost of each part:
 Also printed: the XLA ops (kernels) in one compiled training step and the step's FLOP count. On
 CPU every kernel of these small models costs microseconds of dispatch and memory traffic, and
 the 4000-sample permutation is a sort (``jax.random.permutation`` sorts random keys, twice for
-this size), which costs about as much as several dozen training steps.
+this size): about as much as six MLP training steps, per epoch of 40.
 
 Run:  python benchmarks/profile_step.py [--models mlp cnn] [--repeats 3]
 """
@@ -99,22 +99,28 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=STEPS,
+                        help="training steps, a multiple of 40 (the recipe: 6000)")
     args = parser.parse_args(argv)
 
     data = jl.data.load_mnist1d()
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     n = x.shape[0]
-    n_epochs = STEPS // (n // BATCH)
+    steps = args.steps
+    if steps < 1 or steps % (n // BATCH):
+        parser.error(f"--steps must be a positive multiple of {n // BATCH} (whole epochs), "
+                     f"got {steps}")
+    n_epochs = steps // (n // BATCH)
     loss_fn = jl.losses.softmax_cross_entropy_with_integer_labels
     key = jax.random.key(1)
     perm_keys = jax.random.split(key, n_epochs)
-    idxs = jax.vmap(lambda k: jax.random.permutation(k, n))(perm_keys).reshape(STEPS, BATCH)
+    idxs = jax.vmap(lambda k: jax.random.permutation(k, n))(perm_keys).reshape(steps, BATCH)
 
     perms = jax.jit(lambda ks: jax.vmap(lambda k: jax.random.permutation(k, n))(ks))
     perms = perms.lower(perm_keys).compile()
     t_perm = _median_time(perms, (perm_keys,), args.repeats)
 
-    print(f"MNIST-1D, {STEPS} steps of batch {BATCH} ({n_epochs} epochs of {n} samples), "
+    print(f"MNIST-1D, {steps} steps of batch {BATCH} ({n_epochs} epochs of {n} samples), "
           f"median of {args.repeats}, {jax.devices()[0].platform}")
     for name in args.models:
         model = models()[name]
@@ -126,13 +132,13 @@ def main(argv=None):
             program = _scan_program(model.apply, loss_fn, kind)
             compiled = program.lower(params, x, y, idxs).compile()
             rows.append((label, _median_time(compiled, (params, x, y, idxs), args.repeats)))
-        floor = floor_program(model.apply, loss_fn, optax.adam(LR), n, STEPS, BATCH)
+        floor = floor_program(model.apply, loss_fn, optax.adam(LR), n, steps, BATCH)
         floor = floor.lower(params, x, y, key).compile()
         rows.append(("+ shuffle (floor)", _median_time(floor, (params, x, y, key), args.repeats)))
         fit_times = []
         for _ in range(args.repeats):
             result = jl.fit(model.apply, params, x, y, loss=loss_fn, optimizer=optax.adam(LR),
-                            key=key, batch_size=BATCH, steps=STEPS)
+                            key=key, batch_size=BATCH, steps=steps)
             fit_times.append(result.train_time)
         rows.append(("fit", statistics.median(fit_times)))
         rows.append((f"{n_epochs} permutations alone", t_perm))
@@ -143,9 +149,9 @@ def main(argv=None):
         previous = None
         for label, t in rows:
             added = "" if previous is None or label.endswith("alone") else f"{t - previous:+.3f}"
-            rate = f"{flops * STEPS / t / 1e9:.1f}" if label in ("+ Adam", "+ shuffle (floor)",
+            rate = f"{flops * steps / t / 1e9:.1f}" if label in ("+ Adam", "+ shuffle (floor)",
                                                                   "fit") else ""
-            print(f"| {label} | {t:.3f} | {t / STEPS * 1e6:.0f} | {added} | {rate} |")
+            print(f"| {label} | {t:.3f} | {t / steps * 1e6:.0f} | {added} | {rate} |")
             if not label.endswith("alone"):
                 previous = t
 

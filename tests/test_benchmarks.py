@@ -1,0 +1,37 @@
+"""Smoke tests of the benchmark scripts in ``benchmarks/``: each runs end to end on a few steps and
+prints its table. The times of these short runs mean nothing; the figures quoted in notes come
+from full runs of the same scripts (their commands are in ``benchmarks/README.md``)."""
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("script, args, expected", [
+    ("bench_fit.py", ["--steps", "80", "--repeats", "1", "--models", "logistic", "cnn"],
+     ["| fit / floor |", "| logistic |", "| cnn |"]),
+    ("profile_step.py", ["--steps", "80", "--repeats", "1", "--models", "mlp"],
+     ["XLA kernels per Adam step", "| + shuffle (floor) |", "| fit |"]),
+    ("bench_fit_many.py", ["--quick"], ["| N |", "check: after one epoch"]),
+    ("bench_peers.py", ["--quick", "--workloads", "mlp"],
+     ["| mlp | jaxlearn |", "| mlp | jax one-scan floor |", "| target"]),
+])
+def test_benchmark_script_runs_and_prints_its_table(script, args, expected):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for text in expected:
+        assert text in proc.stdout, (text, proc.stdout[-3000:])
+
+
+def test_profile_step_rejects_a_partial_epoch():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_step.py"),
+                           "--steps", "50"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "--steps must be a positive multiple of 40" in proc.stderr
