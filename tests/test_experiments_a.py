@@ -6,37 +6,17 @@ import math
 
 import numpy as np
 import pytest
+from experiment_checks import check_outcome, check_progress, progress_recorder
 
 from experiments import gradient_descent, representations, sgd, unit_circle
-from jaxlearn.report import Outcome
-
-
-def _check_outcome(outcome: Outcome, name: str) -> None:
-    assert isinstance(outcome, Outcome)
-    assert outcome.name == name
-    assert outcome.error is None
-    failed = [(c.what, c.value, c.op, c.threshold) for c in outcome.checks if not c.passed]
-    assert outcome.verdict == "holds", failed
-    assert outcome.figures and outcome.tables
-
-
-def _progress_recorder():
-    calls = []
-    return calls, lambda done, total: calls.append((done, total))
-
-
-def _check_progress(calls):
-    assert calls, "progress was never called"
-    assert calls[-1][0] == calls[-1][1]                      # ends at 100 %
-    assert [d for d, _ in calls] == sorted(d for d, _ in calls)  # never goes back
 
 
 @pytest.mark.slow
 def test_unit_circle_quick():
-    calls, progress = _progress_recorder()
+    calls, progress = progress_recorder()
     out = unit_circle.run(quick=True, seeds=1, progress=progress)
-    _check_outcome(out, "unit_circle")
-    _check_progress(calls)
+    check_outcome(out, "unit_circle")
+    check_progress(calls)
     test_acc = out.numbers["test_accuracy"]
     # phi(x) + logistic regression: 0.96 +- 0.02 per training set of 30 points, ~0.99 at 1000.
     assert 0.95 <= test_acc["logistic regression on phi(x)"]["30"][0] <= 0.99
@@ -50,10 +30,10 @@ def test_unit_circle_quick():
 
 
 def test_gradient_descent_quick():
-    calls, progress = _progress_recorder()
+    calls, progress = progress_recorder()
     out = gradient_descent.run(quick=True, seeds=1, progress=progress)
-    _check_outcome(out, "gradient_descent")
-    _check_progress(calls)
+    check_outcome(out, "gradient_descent")
+    check_progress(calls)
     table = out.numbers["learning_rate_table"]
     # Near x* the error shrinks by |1 - 8 eta| per step: eta = 0.1 needs ~log(1e-3 / 2) /
     # log(0.2) ~ 5 steps from x0 ~ 2 plus the approach, the measured mean is 9 to 15.
@@ -68,7 +48,7 @@ def test_gradient_descent_quick():
 @pytest.mark.slow
 def test_representations_quick():
     out = representations.run(quick=True, seeds=1)
-    _check_outcome(out, "representations")
+    check_outcome(out, "representations")
     acc = out.numbers["test_accuracy"]
     # Logistic regression on raw 8x8 pixels: 0.96 to 0.98 on 540 test digits (sklearn reports
     # the same range); the CNN within [0.95, 1].
@@ -79,7 +59,7 @@ def test_representations_quick():
 @pytest.mark.slow
 def test_sgd_quick():
     out = sgd.run(quick=True, seeds=1)
-    _check_outcome(out, "sgd")
+    check_outcome(out, "sgd")
     final = out.numbers["final_train_loss"]
     initial = out.numbers["initial_loss"][0]
     # Ten classes: the initial cross-entropy is near log 10 = 2.3 (a few tenths off for He init).

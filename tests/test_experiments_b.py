@@ -9,31 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from experiment_checks import check_outcome, check_progress, progress_recorder
 
 import jaxlearn as jl
 from experiments import backprop, dropout, losses, ridge, universal_approximation
-from jaxlearn.report import Outcome
-
-
-def _check_outcome(outcome: Outcome, name: str) -> None:
-    assert isinstance(outcome, Outcome)
-    assert outcome.name == name
-    assert outcome.error is None
-    failed = [(c.what, c.value, c.op, c.threshold) for c in outcome.checks if not c.passed]
-    assert outcome.verdict == "holds", failed
-    assert outcome.figures and outcome.tables
-
-
-def _progress_recorder():
-    calls = []
-    return calls, lambda done, total: calls.append((done, total))
-
-
-def _check_progress(calls):
-    assert calls, "progress was never called"
-    assert calls[-1][0] == calls[-1][1]                           # ends at 100 %
-    assert [d for d, _ in calls] == sorted(d for d, _ in calls)   # never goes back
-
 
 # ------------------------------------------------------------------- the tricks, checked directly
 
@@ -108,10 +87,10 @@ def test_spearman(b, expected):
 
 @pytest.mark.slow
 def test_universal_approximation_quick():
-    calls, progress = _progress_recorder()
+    calls, progress = progress_recorder()
     out = universal_approximation.run(quick=True, seeds=1, progress=progress)
-    _check_outcome(out, "universal_approximation")
-    _check_progress(calls)
+    check_outcome(out, "universal_approximation")
+    check_progress(calls)
     sup = out.numbers["sup_error"]
     for activation in ("sigmoid", "tanh", "relu"):
         # One unit cannot follow sin(pi x) + x^2 / 2 (sup error ~1); 64 units get within 0.06.
@@ -121,10 +100,10 @@ def test_universal_approximation_quick():
 
 @pytest.mark.slow
 def test_backprop_quick():
-    calls, progress = _progress_recorder()
+    calls, progress = progress_recorder()
     out = backprop.run(quick=True, seeds=1, progress=progress)
-    _check_outcome(out, "backprop")
-    _check_progress(calls)
+    check_outcome(out, "backprop")
+    check_progress(calls)
     errors = out.numbers["errors"]
     # Hand vs jax.grad: a few units of float64 epsilon; FD at h = 1e-5: ~1e-10.
     worst64 = max(max(e["hand_vs_grad"].values()) for e in errors["float64"].values())
@@ -139,10 +118,10 @@ def test_backprop_quick():
 
 @pytest.mark.slow
 def test_losses_quick():
-    calls, progress = _progress_recorder()
+    calls, progress = progress_recorder()
     out = losses.run(quick=True, seeds=1, progress=progress)
-    _check_outcome(out, "losses")
-    _check_progress(calls)
+    check_outcome(out, "losses")
+    check_progress(calls)
     n = out.numbers
     assert n["cross_entropy"]["binary_argmin_q"] == pytest.approx(losses.P_BINARY, abs=1e-3)
     # sigma'(-10) = 4.5e-5: MSE's gradient is 2 sigma'(-10) ~ 9.1e-5 of BCE's.
@@ -152,10 +131,10 @@ def test_losses_quick():
 
 @pytest.mark.slow
 def test_ridge_quick():
-    calls, progress = _progress_recorder()
+    calls, progress = progress_recorder()
     out = ridge.run(quick=True, seeds=1, progress=progress)
-    _check_outcome(out, "ridge")
-    _check_progress(calls)
+    check_outcome(out, "ridge")
+    check_progress(calls)
     n = out.numbers
     # The best lambda lies well inside [1e-8, 1e3] and its test MSE near the noise floor 0.09.
     assert 1e-4 <= n["best_lambda"][0] <= 10
@@ -167,10 +146,10 @@ def test_ridge_quick():
 
 @pytest.mark.slow
 def test_dropout_quick():
-    calls, progress = _progress_recorder()
+    calls, progress = progress_recorder()
     out = dropout.run(quick=True, seeds=1, progress=progress)
-    _check_outcome(out, "dropout")
-    _check_progress(calls)
+    check_outcome(out, "dropout")
+    check_progress(calls)
     n = out.numbers
     # The plain MLP memorises the 500 signals; both stay far below it on the test set.
     assert n["train_accuracy"]["no dropout"][0] >= 0.99

@@ -4,37 +4,17 @@ enough for one seed, narrow enough to catch a broken attack or a broken uncertai
 
 import numpy as np
 import pytest
+from experiment_checks import check_outcome, check_progress, progress_recorder
 
 from experiments import adversarial, uncertainty_shift
-from jaxlearn.report import Outcome
-
-
-def _check_outcome(outcome: Outcome, name: str) -> None:
-    assert isinstance(outcome, Outcome)
-    assert outcome.name == name
-    assert outcome.error is None
-    failed = [(c.what, c.value, c.op, c.threshold) for c in outcome.checks if not c.passed]
-    assert outcome.verdict == "holds", failed
-    assert outcome.figures and outcome.tables
-
-
-def _progress_recorder():
-    calls = []
-    return calls, lambda done, total: calls.append((done, total))
-
-
-def _check_progress(calls):
-    assert calls, "progress was never called"
-    assert calls[-1][0] == calls[-1][1]                          # ends at 100 %
-    assert [d for d, _ in calls] == sorted(d for d, _ in calls)  # never goes back
 
 
 @pytest.mark.slow
 def test_adversarial_quick():
-    calls, progress = _progress_recorder()
+    calls, progress = progress_recorder()
     out = adversarial.run(quick=True, seeds=1, progress=progress)
-    _check_outcome(out, "adversarial")
-    _check_progress(calls)
+    check_outcome(out, "adversarial")
+    check_progress(calls)
     nums = out.numbers
     eps = np.asarray(nums["eps"])
     assert eps[0] == 0.0 and np.isclose(eps, 0.25).any() and np.isclose(eps, 0.1).any()
@@ -60,10 +40,10 @@ def test_adversarial_quick():
 
 @pytest.mark.slow
 def test_uncertainty_shift_quick():
-    calls, progress = _progress_recorder()
+    calls, progress = progress_recorder()
     out = uncertainty_shift.run(quick=True, seeds=1, progress=progress)
-    _check_outcome(out, "uncertainty_shift")
-    _check_progress(calls)
+    check_outcome(out, "uncertainty_shift")
+    check_progress(calls)
     nums = out.numbers
     results = nums["results"]
     assert set(results) == set(uncertainty_shift.METHODS)

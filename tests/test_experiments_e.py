@@ -7,31 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from experiment_checks import check_outcome, check_progress, progress_recorder
 
 import jaxlearn as jl
 from experiments import augmentation, few_shot, taxonomy, transfer
-from jaxlearn.report import Outcome
-
-
-def _check_outcome(outcome: Outcome, name: str) -> None:
-    assert isinstance(outcome, Outcome)
-    assert outcome.name == name
-    assert outcome.error is None
-    failed = [(c.what, c.value, c.op, c.threshold) for c in outcome.checks if not c.passed]
-    assert outcome.verdict == "holds", failed
-    assert outcome.figures and outcome.tables
-
-
-def _progress_recorder():
-    calls = []
-    return calls, lambda done, total: calls.append((done, total))
-
-
-def _check_progress(calls):
-    assert calls, "progress was never called"
-    assert calls[-1][0] == calls[-1][1]
-    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
-
 
 # ---------------------------------------------------------------------------- the helpers
 
@@ -91,10 +70,10 @@ def test_taxonomy_partition_is_the_documented_one():
 
 @pytest.mark.slow
 def test_transfer_quick():
-    calls, progress = _progress_recorder()
+    calls, progress = progress_recorder()
     out = transfer.run(quick=True, seeds=2, progress=progress)
-    _check_outcome(out, "transfer")
-    _check_progress(calls)
+    check_outcome(out, "transfer")
+    check_progress(calls)
     assert out.numbers["source_test_accuracy"] >= 0.9          # measured 0.94 (600 steps)
     acc = {k: np.mean(v, axis=1) for k, v in out.numbers["accuracy"].items()}
     sizes = out.numbers["labels_per_class"]
@@ -107,10 +86,10 @@ def test_transfer_quick():
 
 @pytest.mark.slow
 def test_augmentation_quick():
-    calls, progress = _progress_recorder()
+    calls, progress = progress_recorder()
     out = augmentation.run(quick=True, seeds=2, progress=progress)
-    _check_outcome(out, "augmentation")
-    _check_progress(calls)
+    check_outcome(out, "augmentation")
+    check_progress(calls)
     acc = {k: np.mean(v, axis=1) for k, v in out.numbers["accuracy"].items()}
     # Measured at 50 labels per class: 0.60 without, 0.82 with augmentation.
     assert 0.5 <= acc["no augmentation"][-1] <= 0.7
@@ -119,10 +98,10 @@ def test_augmentation_quick():
 
 @pytest.mark.slow
 def test_few_shot_quick():
-    calls, progress = _progress_recorder()
+    calls, progress = progress_recorder()
     out = few_shot.run(quick=True, seeds=2, progress=progress)
-    _check_outcome(out, "few_shot")
-    _check_progress(calls)
+    check_outcome(out, "few_shot")
+    check_progress(calls)
     acc = out.numbers["accuracy"]
     # Measured 0.37 to 0.40 (1-shot) and 0.45 to 0.52 (5-shot) for the 6 methods.
     for heads in acc.values():
@@ -136,10 +115,10 @@ def test_few_shot_quick():
 
 @pytest.mark.slow
 def test_taxonomy_quick():
-    calls, progress = _progress_recorder()
+    calls, progress = progress_recorder()
     out = taxonomy.run(quick=True, seeds=2, progress=progress)
-    _check_outcome(out, "taxonomy")
-    _check_progress(calls)
+    check_outcome(out, "taxonomy")
+    check_progress(calls)
     # Measured mean AUC 0.87 to 0.88 for all three arms.
     for name, values in out.numbers["mean_auc"].items():
         assert 0.8 <= np.mean(values) <= 0.95, name

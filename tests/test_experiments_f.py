@@ -6,29 +6,9 @@ builder of erased_object is checked on its own, fast."""
 import jax
 import numpy as np
 import pytest
+from experiment_checks import check_outcome, check_progress, progress_recorder
 
 from experiments import erased_object, saliency_sanity, shortcut_token
-from jaxlearn.report import Outcome
-
-
-def _check_outcome(outcome: Outcome, name: str) -> None:
-    assert isinstance(outcome, Outcome)
-    assert outcome.name == name
-    assert outcome.error is None
-    failed = [(c.what, c.value, c.op, c.threshold) for c in outcome.checks if not c.passed]
-    assert outcome.verdict == "holds", failed
-    assert outcome.figures and outcome.tables
-
-
-def _progress_recorder():
-    calls = []
-    return calls, lambda done, total: calls.append((done, total))
-
-
-def _check_progress(calls):
-    assert calls, "progress was never called"
-    assert calls[-1][0] == calls[-1][1]                          # ends at 100 %
-    assert [d for d, _ in calls] == sorted(d for d, _ in calls)  # never goes back
 
 
 def test_scene_parts_place_the_digit_inside_the_frame_and_bias_the_background():
@@ -57,10 +37,10 @@ def test_scene_parts_place_the_digit_inside_the_frame_and_bias_the_background():
 
 @pytest.mark.slow
 def test_shortcut_token_quick():
-    calls, progress = _progress_recorder()
+    calls, progress = progress_recorder()
     out = shortcut_token.run(quick=True, seeds=1, progress=progress)
-    _check_outcome(out, "shortcut_token")
-    _check_progress(calls)
+    check_outcome(out, "shortcut_token")
+    check_progress(calls)
     results = out.numbers["results"]
     clean, short = results["clean model"]["1.0"], results["shortcut model"]["1.0"]
     # Full run (3 seeds): clean model 0.97 on every test set's '0's, shortcut model 0.09 +- 0.12.
@@ -79,10 +59,10 @@ def test_shortcut_token_quick():
 
 @pytest.mark.slow
 def test_erased_object_quick():
-    calls, progress = _progress_recorder()
+    calls, progress = progress_recorder()
     out = erased_object.run(quick=True, seeds=1, progress=progress)
-    _check_outcome(out, "erased_object")
-    _check_progress(calls)
+    check_outcome(out, "erased_object")
+    check_progress(calls)
     acc = out.numbers["accuracy"]
     chance = out.numbers["chance"][0]
     assert 0.1 <= chance <= 0.11           # 10 balanced classes, stratified split
@@ -103,10 +83,10 @@ def test_erased_object_quick():
 
 @pytest.mark.slow
 def test_saliency_sanity_quick():
-    calls, progress = _progress_recorder()
+    calls, progress = progress_recorder()
     out = saliency_sanity.run(quick=True, seeds=1, progress=progress)
-    _check_outcome(out, "saliency_sanity")
-    _check_progress(calls)
+    check_outcome(out, "saliency_sanity")
+    check_progress(calls)
     assert out.numbers["test_accuracy"][0] >= 0.93
     table = out.numbers["spearman"]
     # Randomising only the output layer is the first cascading step and the "logits" row of the
