@@ -3,10 +3,9 @@
 :func:`fit` trains ours (a :class:`jaxlearn.nn.Layer`'s apply), a flax module (through
 :func:`from_linen` / :func:`from_nnx`) or a hand-written function, with any optax optimizer and
 loss. Each epoch is one ``jax.jit``-compiled ``lax.scan`` over its steps, with the data already on
-the device and the shuffling (a fresh :func:`jaxlearn.data.permutation` per epoch) inside the
-compiled program; params and optimizer state are donated so XLA updates them in place.
-Compilation happens ahead of time (``jit(...).lower(...).compile()``) so its cost is reported apart
-from training time.
+the device and the shuffling (a fresh ``jax.random.permutation`` per epoch) inside the compiled
+program; params and optimizer state are donated so XLA updates them in place. Compilation happens
+ahead of time (``jit(...).lower(...).compile()``) so its cost is reported apart from training time.
 
 Python runs only between epochs: history, validation, callbacks (early stopping, user hooks), the
 progress bar and the NaN/inf guard. The guard itself lives inside the step: an update whose loss or
@@ -49,7 +48,6 @@ import optax
 
 from jaxlearn import _checks, losses
 from jaxlearn import checkpoint as checkpoint_lib
-from jaxlearn import data as data_lib
 from jaxlearn import metrics as metrics_lib
 
 Array = jax.Array
@@ -277,7 +275,7 @@ def _make_epoch(apply, loss_fn, optimizer, penalty, batch_size: int, n_steps: in
 
     def epoch(params, opt_state, x, y, key, epoch_index, step0, bad_step):
         k_perm, k_steps = jax.random.split(jax.random.fold_in(key, epoch_index))
-        perm = data_lib.permutation(k_perm, x.shape[0])
+        perm = jax.random.permutation(k_perm, x.shape[0])
         batches = perm[: n_steps * batch_size].reshape(n_steps, batch_size)
         step_keys = jax.random.split(k_steps, n_steps)
 
