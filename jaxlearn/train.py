@@ -485,6 +485,7 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
     # With nothing to run on the host between epochs, all full epochs are one program (a scan
     # over epochs of the epoch scan); otherwise one program call per epoch.
     per_epoch = bool(cb_list) or validation_data is not None or progress or verbose
+    state_cbs = [cb for cb in cb_list if hasattr(cb, "on_state")]
     n_full = total_steps // steps_per_epoch
     segments = []  # (first epoch, number of epochs, steps per epoch)
     if per_epoch:
@@ -572,7 +573,6 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
                                for k, v in logs.items()))
             for cb in cb_list:
                 stop = bool(cb.on_epoch_end(epoch, logs, params)) or stop
-            state_cbs = [cb for cb in cb_list if hasattr(cb, "on_state")]
             if state_cbs:
                 state = checkpoint_lib.TrainState(params, opt_state, key, epoch + 1, done,
                                                   history, run_meta)

@@ -151,15 +151,21 @@ def test_function_callback_sees_logs_and_can_stop():
     assert [v for _, v in seen] == result.history["loss"]
 
 
+def _diverging_least_squares(n):
+    """Least squares on large inputs, ``n`` samples: SGD with lr 5 diverges to inf."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 10, (n, 4)).astype(np.float32)
+    y = rng.normal(0, 1, (n, 1)).astype(np.float32)
+    model = nn.dense(1)
+    _, params = model.init(jax.random.key(0), (4,))
+    return x, y, model, params
+
+
 def test_nan_guard_stops_and_returns_last_finite_params():
     # Gradient descent on least squares with a far too large step diverges to inf within a few
     # dozen steps; the guard must stop at the first non-finite step and hand back the params
     # reached just before it, bitwise equal to a run stopped there on purpose.
-    rng = np.random.default_rng(0)
-    x = rng.normal(0, 10, (32, 4)).astype(np.float32)
-    y = rng.normal(0, 1, (32, 1)).astype(np.float32)
-    model = nn.dense(1)
-    _, params = model.init(jax.random.key(0), (4,))
+    x, y, model, params = _diverging_least_squares(32)
     kw = dict(loss="mse", optimizer=optax.sgd(5.0), key=jax.random.key(0), batch_size=32)
     with pytest.warns(RuntimeWarning, match="non-finite loss or params at step"):
         result = train.fit(model.apply, params, x, y, steps=500, **kw)
@@ -414,11 +420,7 @@ def test_run_without_host_work_is_one_program_equal_to_per_epoch_calls():
 
 
 def test_nan_guard_inside_a_multi_epoch_program_matches_per_epoch_calls():
-    rng = np.random.default_rng(0)
-    x = rng.normal(0, 10, (64, 4)).astype(np.float32)
-    y = rng.normal(0, 1, (64, 1)).astype(np.float32)
-    model = nn.dense(1)
-    _, params = model.init(jax.random.key(0), (4,))
+    x, y, model, params = _diverging_least_squares(64)
     kw = dict(loss="mse", optimizer=optax.sgd(5.0), key=jax.random.key(0), batch_size=16,
               steps=500)
     with pytest.warns(RuntimeWarning, match="non-finite"):
