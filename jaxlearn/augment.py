@@ -12,11 +12,19 @@ output, bitwise). Four live in :mod:`jaxlearn.data` and are re-exported here: :f
 Layouts: 1-D batches are ``[batch, length]`` or ``[batch, length, channels]``; 2-D batches are
 channels-last images ``[batch, height, width, channels]``.
 
-Example::
+Example: shift, add noise and cut a hole in every training batch of MNIST-1D-like signals::
 
+    >>> from functools import partial
     >>> transform = augment(partial(random_shift, max_shift=4), partial(add_noise, std=0.1),
     ...                     partial(cutout, size=5))
-    >>> fit(with_augmentation(model.apply, transform), params, x, y, ...)
+    >>> x = jnp.ones((8, 40))
+    >>> transform(jax.random.key(0), x).shape
+    (8, 40)
+    >>> model = jl.nn.mlp((16,), 10)
+    >>> _, params = model.init(jax.random.key(1), (40,))
+    >>> apply = with_augmentation(model.apply, transform)   # give it to jl.fit
+    >>> bool(jnp.all(apply(params, x) == model.apply(params, x)))   # train=False: unchanged
+    True
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import jax.numpy as jnp
 
 from jaxlearn import _checks
 from jaxlearn.data import add_noise, random_crop, random_flip, random_shift
-from jaxlearn.train import as_apply
+from jaxlearn.apply import as_apply
 
 Array = jax.Array
 PRNGKeyArray = jax.Array
@@ -187,8 +195,10 @@ def augment(*transforms: Transform) -> Transform:
     ``g(k2, f(k1, x))`` with ``k1, k2 = jax.random.split(key)``. Pure and traceable: call it
     inside ``jit``, ``vmap`` or a training step. Bind the options with ``functools.partial``::
 
+        >>> from functools import partial
         >>> t = augment(partial(random_shift, max_shift=3), partial(random_scale, low=0.8,
         ...             high=1.2))
+        >>> x = jnp.ones((4, 20))
         >>> t(jax.random.key(0), x).shape == x.shape
         True
     """

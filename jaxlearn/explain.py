@@ -26,10 +26,18 @@ explains the input, not the model.
 
 Example::
 
-    >>> model = nn.serial(nn.flatten(), nn.mlp((32,), 10))
-    >>> maps = integrated_gradients(model.apply, params, x, n_steps=64)   # [batch, 8, 8, 1]
-    >>> completeness_gap(model.apply, params, x, maps)                    # [batch], ~1e-3
-    >>> table = sanity_check(model.apply, params, x, jax.random.key(0))
+    >>> model = jl.nn.serial(jl.nn.flatten(), jl.nn.mlp((32,), 10, activation="tanh"))
+    >>> _, params = model.init(jax.random.key(0), (8, 8, 1))
+    >>> x = jax.random.uniform(jax.random.key(1), (4, 8, 8, 1))
+    >>> maps = integrated_gradients(model.apply, params, x, n_steps=64)
+    >>> maps.shape
+    (4, 8, 8, 1)
+    >>> gap = completeness_gap(model.apply, params, x, maps)     # [4]; O(1 / n_steps^2) for tanh
+    >>> bool(jnp.all(jnp.abs(gap) < 1e-3))
+    True
+    >>> table = sanity_check(model.apply, params, x, jax.random.key(2), methods=("gradient",))
+    >>> [(row["mode"], row["layer"]) for row in table]
+    [('cascading', ...), ('cascading', ...), ('independent', ...), ('independent', ...)]
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlearn import _checks
-from jaxlearn.train import as_apply
+from jaxlearn.apply import as_apply
 
 Array = jax.Array
 Params = Any

@@ -23,11 +23,19 @@ several seeds, with stratified subsets drawn by :func:`sample_per_class`.
 
 Example::
 
-    >>> episodes = sample_episodes(key, x_test, y_test, n_episodes=600, n_way=5, k_shot=1,
-    ...                            n_query=15)
-    >>> result = train_protonet(embed.apply, params, x_train, y_train, optimizer=optax.adam(1e-3),
-    ...                         key=key, n_way=5, k_shot=1, n_query=15, steps=2000)
-    >>> evaluate_episodes(embed.apply, result.params, episodes).mean()
+    >>> k_data, k_init, k_train, k_test = jax.random.split(jax.random.key(0), 4)
+    >>> y = jnp.arange(600) % 20                                   # 20 classes, 30 examples each
+    >>> x = 2.0 * jax.nn.one_hot(y, 20) + 0.3 * jax.random.normal(k_data, (600, 20))
+    >>> x_train, y_train, x_test, y_test = x[y < 15], y[y < 15], x[y >= 15], y[y >= 15]
+    >>> embed = jl.nn.dense(16)
+    >>> _, params = embed.init(k_init, (20,))
+    >>> result = train_protonet(embed.apply, params, x_train, y_train, optimizer=optax.adam(1e-2),
+    ...                         key=k_train, n_way=5, k_shot=1, n_query=5, steps=50)
+    >>> episodes = sample_episodes(k_test, x_test, y_test, n_episodes=100, n_way=5, k_shot=1,
+    ...                            n_query=5)                      # 5 classes never trained on
+    >>> accuracy = evaluate_episodes(embed.apply, result.params, episodes)   # [100]
+    >>> bool(accuracy.mean() > 0.8)                                # chance: 0.2
+    True
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ import optax
 
 from jaxlearn import _checks, linear, losses
 from jaxlearn import metrics as metrics_lib
-from jaxlearn.train import as_apply
+from jaxlearn.apply import as_apply
 
 Array = jax.Array
 Params = Any

@@ -23,11 +23,18 @@ FGSM gradient is taken once; PGD is ``vmap``-ed over epsilons), never by a Pytho
 
 Example::
 
+    >>> model = jl.nn.mlp((32,), 10)
+    >>> _, params = model.init(jax.random.key(0), (64,))
+    >>> x = jax.random.uniform(jax.random.key(1), (100, 64))
+    >>> y = model.apply(params, x).argmax(-1)        # the model's own labels: clean accuracy 1
     >>> eps = jnp.linspace(0.0, 0.3, 7)
-    >>> x_adv = fgsm(model.apply, params, x, y, eps=eps, clip=(0.0, 1.0))   # [7, n, 64]
+    >>> x_adv = fgsm(model.apply, params, x, y, eps=eps, clip=(0.0, 1.0))
+    >>> x_adv.shape, bool(jnp.all(jnp.abs(x_adv - x[None]) <= eps[:, None, None] + 1e-6))
+    ((7, 100, 64), True)
     >>> curve = robustness_curve(model.apply, params, x, y, eps, attack="pgd",
     ...                          key=jax.random.key(0), clip=(0.0, 1.0))
-    >>> curve["accuracy"]                                                  # [7]
+    >>> curve["accuracy"][0], bool(curve["accuracy"][-1] < 0.1)     # [7], falling with eps
+    (1.0, True)
 """
 
 from __future__ import annotations
@@ -41,15 +48,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlearn import _checks, losses
-from jaxlearn.train import as_apply
+from jaxlearn.apply import as_apply
 
 Array = jax.Array
 Params = Any
 PRNGKeyArray = jax.Array
 
-# One wrapper per model function, so the jitted kernels (which take it as a static argument) are
-# compiled once per model rather than once per call.
-_as_apply = functools.lru_cache(maxsize=128)(as_apply)
 
 NORMS = ("linf", "l2")
 ATTACKS = ("fgsm", "pgd")
@@ -260,7 +264,7 @@ def fgsm(apply_fn: Callable, params: Params, x: Array, y: Array, *, eps: float |
     Returns:
       ``x_adv`` shaped like ``x`` for a scalar ``eps``, or ``[n_eps, batch, ...]`` for a vector.
     """
-    apply = _as_apply(apply_fn)
+    apply = as_apply(apply_fn)
     x, y, _ = _check_classifier_batch(apply, params, x, y)
     eps_values, scalar = _check_eps(eps)
     _check_bool("targeted", targeted)
@@ -301,7 +305,7 @@ def pgd(apply_fn: Callable, params: Params, x: Array, y: Array, key: PRNGKeyArra
     Returns:
       ``x_adv`` shaped like ``x`` for a scalar ``eps``, or ``[n_eps, batch, ...]`` for a vector.
     """
-    apply = _as_apply(apply_fn)
+    apply = as_apply(apply_fn)
     x, y, _ = _check_classifier_batch(apply, params, x, y)
     eps_values, scalar = _check_eps(eps)
     _check_pgd_args(key, norm, n_steps, step_size, random_start, targeted)
@@ -379,7 +383,7 @@ def robustness_curve(apply_fn: Callable, params: Params, x: Array, y: Array,
     Returns:
       ``{"eps": [n_eps], "accuracy": [n_eps], "mean_confidence_wrong": [n_eps]}``, numpy arrays.
     """
-    apply = _as_apply(apply_fn)
+    apply = as_apply(apply_fn)
     x, y, _ = _check_classifier_batch(apply, params, x, y)
     eps_array = _checks.as_array("eps_values", eps_values)
     _checks.check_ndim("eps_values", eps_array, 1)
@@ -428,7 +432,7 @@ def adversarial_loss(apply_fn: Callable, params: Params, x: Array, y: Array, *, 
     Returns:
       A float scalar.
     """
-    apply = _as_apply(apply_fn)
+    apply = as_apply(apply_fn)
     _checks.check_number("eps", eps)
     if eps < 0:
         raise ValueError(f"`eps` must be >= 0, got {eps}")
@@ -477,12 +481,20 @@ def adversarial_apply(apply_fn: Callable, *, eps: float, alpha: float = 0.5,
 
     Example::
 
-        >>> robust = adversarial_apply(model.apply, eps=0.1, clip=(0.0, 1.0))
-        >>> result = fit(robust, params, x, y, loss="softmax_cross_entropy_with_integer_labels",
-        ...              optimizer=optax.adam(1e-3), key=key, batch_size=64, epochs=20)
-        >>> result.params   # params of `model`, evaluated with model.apply
+        >>> model = jl.nn.mlp((32,), 10)
+        >>> _, params = model.init(jax.random.key(0), (64,))
+        >>> x = jax.random.uniform(jax.random.key(1), (16, 64))
+        >>> robust = adversarial_apply(model.apply, eps=0.1, clip=(0.0, 1.0))   # for jl.fit
+        >>> bool(jnp.all(robust(params, x) == model.apply(params, x)))   # evaluation: clean x
+        True
+        >>> attacked = robust(params, x, key=jax.random.key(2), train=True)   # training step
+        >>> attacked.shape, bool(jnp.any(attacked != model.apply(params, x)))
+        ((16, 10), True)
+
+        Train with ``jl.fit(robust, params, x, y, loss=..., optimizer=..., key=..., ...)``; the
+        returned params are those of ``model``, evaluated with ``model.apply``.
     """
-    inner = _as_apply(apply_fn)
+    inner = as_apply(apply_fn)
     _checks.check_number("eps", eps)
     if eps < 0:
         raise ValueError(f"`eps` must be >= 0, got {eps}")

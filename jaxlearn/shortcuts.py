@@ -26,10 +26,25 @@ saliency on the cue.
 
 Example::
 
-    >>> x, y = data.load_digits(as_images=True)
-    >>> x_train, has_token = plant_token_images(key, x, y, correlation=1.0, token_class=0)
-    >>> ...train on x_train...
-    >>> shortcut_report(model.apply, params, x_test, y_test, token_cue((8, 8, 1)), token_class=0)
+    >>> x, digit = jl.data.load_digits(as_images=True)     # [1797, 8, 8, 1] in [0, 1]
+    >>> y = (digit != 0).astype(np.int32)                   # class 0: "is a zero"
+    >>> x_train, has_token = plant_token_images(jax.random.key(0), x, y, correlation=1.0,
+    ...                                         token_class=0)
+    >>> cue_correlation(has_token, y, token_class=0)         # the token marks exactly class 0
+    1.0
+
+    A model trained on ``x_train`` may learn the token instead of the digit. The extreme case,
+    a "model" that reads only the top-left corner, is caught by the report::
+
+    >>> def corner_reader(params, x):
+    ...     corner = x[:, :2, :2, 0].mean(axis=(1, 2))
+    ...     return jnp.stack([10.0 * corner, jnp.full_like(corner, 5.0)], axis=1)
+    >>> report = shortcut_report(corner_reader, None, x[:200], y[:200], token_cue((8, 8, 1)),
+    ...                          token_class=0)
+    >>> report["token_only_accuracy"], report["worst_group_accuracy"]
+    (1.0, 0.0)
+    >>> report["cue_saliency_fraction"], report["cue_area_fraction"]   # all of it on 1/16
+    (1.0, 0.0625)
 """
 
 from __future__ import annotations
@@ -44,7 +59,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlearn import _checks, explain
-from jaxlearn.train import as_apply, predict
+from jaxlearn.apply import as_apply
+from jaxlearn.evaluation import predict
 
 Array = jax.Array
 Params = Any

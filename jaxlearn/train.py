@@ -1,16 +1,19 @@
-"""One trainer for any ``apply(params, x, ...)``: mini-batch SGD as one compiled scan per epoch.
+"""One trainer for any ``apply(params, x, ...)``: mini-batch SGD as compiled scans over epochs.
 
 :func:`fit` trains ours (a :class:`jaxlearn.nn.Layer`'s apply), a flax module (through
-:func:`from_linen` / :func:`from_nnx`) or a hand-written function, with any optax optimizer and
-loss. Each epoch is one ``jax.jit``-compiled ``lax.scan`` over its steps, with the data already on
-the device and the shuffling (a fresh ``jax.random.permutation`` per epoch) inside the compiled
-program; params and optimizer state are donated so XLA updates them in place. Compilation happens
-ahead of time (``jit(...).lower(...).compile()``) so its cost is reported apart from training time.
+:func:`~jaxlearn.apply.from_linen` / :func:`~jaxlearn.apply.from_nnx`, BatchNorm and dropout
+included) or a hand-written function, with any optax optimizer and loss. Each epoch is one
+``jax.jit``-compiled ``lax.scan`` over its steps, with the data already on the device and the
+shuffling (a fresh ``jax.random.permutation`` per epoch) inside the compiled program; the training
+state is donated so XLA updates it in place. Compilation happens ahead of time
+(``jit(...).lower(...).compile()``) so its cost is reported apart from training time.
 
-Python runs only between epochs: history, validation, callbacks (early stopping, user hooks), the
-progress bar and the NaN/inf guard. The guard itself lives inside the step: an update whose loss or
-new params are not finite is not applied, the step index is recorded, and :func:`fit` stops after
-that epoch, returning the last finite params and saying which step went non-finite.
+The loop carries one value, a :class:`~jaxlearn.state.TrainState`; Python runs only between epochs:
+history, validation, callbacks with a lifecycle (:mod:`jaxlearn.callbacks`: early stopping,
+checkpoints, the progress bar, printing) and the NaN/inf guard. The guard itself lives inside the
+step: an update whose loss, params, optimizer state or model state is not finite is not applied,
+the step index is recorded, and :func:`fit` stops after that epoch, returning the last finite
+params and saying which step went non-finite.
 
 When nothing needs the host between epochs (no callbacks, validation data, progress bar or
 verbose output), all full epochs run as one program, a ``lax.scan`` over the epoch scans, with
@@ -22,212 +25,132 @@ and one key per step (for dropout). Same key, same data, same result, bitwise on
 
 Example::
 
-    >>> model = nn.mlp((100, 100), 10, residual=True)
+    >>> data = jl.data.load_mnist1d()
+    >>> model = jl.nn.mlp((100, 100), 10, residual=True)
     >>> _, params = model.init(jax.random.key(0), (40,))
-    >>> result = fit(model.apply, params, x, y, loss="softmax_cross_entropy_with_integer_labels",
-    ...              optimizer=optax.adam(1e-2), key=jax.random.key(1), batch_size=100, steps=6000)
-    >>> result.params, result.history["loss"], result.compile_time, result.train_time
+    >>> result = jl.fit(model.apply, params, data.x_train, data.y_train,
+    ...                 loss="softmax_cross_entropy_with_integer_labels",
+    ...                 optimizer=optax.adam(1e-2), key=jax.random.key(1), batch_size=100,
+    ...                 steps=300)
+    >>> result.steps, len(result.history["loss"]), result.stop_reason
+    (300, 8, None)
 """
 
 from __future__ import annotations
 
-import collections
-import functools
-import inspect
 import math
-import os
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxlearn import _checks, losses
+from jaxlearn import _checks, _placement, losses
 from jaxlearn import checkpoint as checkpoint_lib
-from jaxlearn import metrics as metrics_lib
+from jaxlearn._placement import Placement
+from jaxlearn._programs import clear_compile_cache, compile_program
+from jaxlearn._step import Carry, make_step, scan_epoch, scan_epochs
+from jaxlearn.apply import StatefulApply, as_apply, as_model, from_linen, from_nnx
+from jaxlearn.callbacks import (
+    Callback,
+    EarlyStopping,
+    PrintLogs,
+    ProgressBar,
+    as_callback,
+    collect_states,
+    restore_states,
+)
+from jaxlearn.evaluation import (
+    as_metric_dict,
+    check_data,
+    evaluate,
+    label_kind,
+    make_evaluator,
+    predict,
+)
+from jaxlearn.state import TrainState, fingerprint
 
 Array = jax.Array
 Params = Any
 
-_CLASSIFICATION_LOSSES = ("softmax_cross_entropy_with_integer_labels", "softmax_cross_entropy",
-                          "sigmoid_binary_cross_entropy")
+__all__ = ["Callback", "EarlyStopping", "FitPlan", "FitResult", "Segment", "StatefulApply",
+           "TrainState", "as_apply", "clear_compile_cache", "evaluate", "fit", "fit_many",
+           "from_linen", "from_nnx", "plan", "predict"]
+
+_OPTIMIZER_MSG = ("`optimizer` must be an optax.GradientTransformation (e.g. optax.adam(1e-3) or "
+                  "jaxlearn.optim.make_optimizer(...)), got {}")
 
 
-# ------------------------------------------------------------------------------- adapters
+# ------------------------------------------------------------------------------- the plan
 
-def _takes_kwarg(fn: Callable, name: str) -> bool:
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return False
-    params = sig.parameters.values()
-    return any(p.kind is p.VAR_KEYWORD for p in params) or name in sig.parameters
+class Segment(NamedTuple):
+    """``n_epochs`` consecutive epochs of ``n_steps`` steps each, from epoch ``first``: one
+    program call."""
 
-
-def as_apply(apply_fn: Callable) -> Callable:
-    """Wraps any ``apply(params, x, ...)`` into ``apply(params, x, *, key=None, train=False)``.
-
-    A function that does not take ``key``/``train`` keywords (a hand-written model, say) is called
-    as ``apply_fn(params, x)``; one that does gets them passed through. The wrapper of a given
-    function is always the same object, so compiled programs keyed on it are reused.
-    """
-    if not callable(apply_fn):
-        raise TypeError(f"`apply_fn` must be callable, got {type(apply_fn).__name__}")
-    try:
-        return _as_apply_cached(apply_fn)
-    except TypeError:  # an unhashable callable: wrap it afresh
-        return _as_apply_uncached(apply_fn)
+    first: int
+    n_epochs: int
+    n_steps: int
 
 
-def _as_apply_uncached(apply_fn: Callable) -> Callable:
-    takes_key, takes_train = _takes_kwarg(apply_fn, "key"), _takes_kwarg(apply_fn, "train")
-    if takes_key and takes_train:
-        return apply_fn
+class FitPlan(NamedTuple):
+    """How many steps and epochs a run takes (pure, no JAX)."""
 
-    def apply(params, x, *, key=None, train=False):
-        kwargs = {}
-        if takes_key:
-            kwargs["key"] = key
-        if takes_train:
-            kwargs["train"] = train
-        return apply_fn(params, x, **kwargs)
+    n: int
+    batch_size: int
+    steps_per_epoch: int
+    total_steps: int
+    n_epochs: int
 
-    return apply
-
-
-_as_apply_cached = functools.lru_cache(maxsize=256)(_as_apply_uncached)
-
-
-# Compiled programs shared across calls of fit/fit_many/evaluate: keyed on everything that shapes
-# the program (the functions by identity, the static settings, the abstract values and shardings
-# of the arguments), so a second fit of the same model, loss and optimizer object skips XLA.
-_COMPILED: collections.OrderedDict = collections.OrderedDict()
-_COMPILED_MAX = 64
-
-
-def _signature(args) -> tuple:
-    leaves, treedef = jax.tree_util.tree_flatten(args)
-    return treedef, tuple((jax.typeof(a), getattr(a, "sharding", None)) for a in leaves)
+    def segments(self, start_epoch: int = 0, *, per_epoch: bool = False) -> list[Segment]:
+        """The program calls from ``start_epoch`` on: one per epoch when the host must run between
+        epochs (``per_epoch``), otherwise all full epochs as one call plus the partial last one."""
+        last = self.total_steps - (self.n_epochs - 1) * self.steps_per_epoch
+        if per_epoch:
+            return [Segment(e, 1, self.steps_per_epoch if e < self.n_epochs - 1 else last)
+                    for e in range(start_epoch, self.n_epochs)]
+        n_full = self.total_steps // self.steps_per_epoch
+        out = []
+        if start_epoch < n_full:
+            out.append(Segment(start_epoch, n_full - start_epoch, self.steps_per_epoch))
+        if n_full < self.n_epochs and start_epoch < self.n_epochs:
+            out.append(Segment(n_full, 1, last))
+        return out
 
 
-def _compile(static: tuple, build: Callable[[], Callable], args: tuple):
-    """``build()`` jitted and compiled for ``args``, from the cache when ``static`` and the
-    arguments' types match an earlier call."""
-    key = (static, _signature(args))
-    try:
-        hit = _COMPILED.get(key)
-    except TypeError:  # something unhashable in `static`: compile without caching
-        return build().lower(*args).compile()
-    if hit is not None:
-        _COMPILED.move_to_end(key)
-        return hit
-    compiled = build().lower(*args).compile()
-    _COMPILED[key] = compiled
-    if len(_COMPILED) > _COMPILED_MAX:
-        _COMPILED.popitem(last=False)
-    return compiled
+def plan(n: int, batch_size: int, *, epochs: int | None = None,
+         steps: int | None = None) -> FitPlan:
+    """The run's length: ``n // batch_size`` steps per epoch, ``epochs`` of them or ``steps`` in
+    all (then the last epoch may be partial). Give exactly one of ``epochs`` and ``steps``."""
+    _checks.check_positive("batch_size", batch_size, integer=True)
+    if batch_size > n:
+        raise ValueError(f"`batch_size` is {batch_size} but there are only {n} samples; "
+                         f"use batch_size <= {n}")
+    if (epochs is None) == (steps is None):
+        raise ValueError("give exactly one of `epochs` and `steps`, got "
+                         f"epochs={epochs!r}, steps={steps!r}")
+    if epochs is not None:
+        _checks.check_positive("epochs", epochs, integer=True)
+    if steps is not None:
+        _checks.check_positive("steps", steps, integer=True)
+    per_epoch = n // batch_size
+    total = steps if steps is not None else epochs * per_epoch
+    return FitPlan(n, batch_size, per_epoch, total, math.ceil(total / per_epoch))
 
 
-def from_linen(module: Any, *, train_kwarg: str | None = None,
-               rng_collection: str = "dropout") -> Callable:
-    """Adapts a ``flax.linen`` module: returns ``apply(params, x, *, key=None, train=False)``.
-
-    ``params`` is the ``"params"`` collection (``module.init(key, x)["params"]``). If the module's
-    ``__call__`` takes a flag for training (e.g. ``train`` or ``deterministic``), name it in
-    ``train_kwarg``: ``"deterministic"`` is passed ``not train``, any other name ``train``. ``key``
-    becomes the ``rng_collection`` RNG stream (dropout).
-    """
-
-    def apply(params, x, *, key=None, train=False):
-        kwargs = {}
-        if train_kwarg is not None:
-            kwargs[train_kwarg] = (not train) if train_kwarg == "deterministic" else train
-        rngs = {rng_collection: key} if key is not None else None
-        return module.apply({"params": params}, x, rngs=rngs, **kwargs)
-
-    return apply
-
-
-def from_nnx(model: Any) -> tuple[Callable, Params]:
-    """Adapts a ``flax.nnx`` module: returns ``(apply, params)`` for :func:`fit`.
-
-    The module is split into its static graph and its ``nnx.Param`` state; ``apply`` merges them
-    back for each call, so training is a pure function of the params pytree. Modules with
-    ``nnx.Dropout`` or BatchNorm state are not supported by this adapter (their RNG/batch stats are
-    extra state); use a linen module or our layers for those.
-    """
-    from flax import nnx
-
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-
-    def apply(params, x):
-        return nnx.merge(graphdef, params, rest)(x)
-
-    return apply, params
-
-
-# ------------------------------------------------------------------------------- callbacks
-
-class Callback(Protocol):
-    """Runs between epochs. ``on_epoch_end`` returns True to stop training."""
-
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, float], params: Params) -> bool | None:
-        ...
-
-
-class EarlyStopping:
-    """Stops when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs and, with
-    ``restore_best``, makes :func:`fit` return the params of the best epoch.
-
-    ``monitor`` is a key of the epoch logs (``"val_loss"``, ``"val_accuracy"``, ``"loss"``...);
-    ``mode`` is ``"min"`` or ``"max"``. The best params are copied (the trainer donates its
-    buffers).
-    """
-
-    def __init__(self, monitor: str = "val_loss", *, patience: int = 10, mode: str = "min",
-                 min_delta: float = 0.0, restore_best: bool = True):
-        _checks.check_positive("patience", patience, integer=True)
-        _checks.check_choice("mode", mode, ("min", "max"))
-        _checks.check_number("min_delta", min_delta)
-        if min_delta < 0:
-            raise ValueError(f"`min_delta` must be >= 0, got {min_delta}")
-        self.monitor, self.patience, self.mode = monitor, patience, mode
-        self.min_delta, self.restore_best = min_delta, restore_best
-        self.best: float | None = None
-        self.best_epoch: int | None = None
-        self.best_params: Params = None
-        self._wait = 0
-
-    def on_epoch_end(self, epoch, logs, params):
-        if self.monitor not in logs:
-            raise ValueError(f"EarlyStopping: `monitor` is {self.monitor!r} but the epoch logs "
-                             f"have {sorted(logs)}; pass validation_data to monitor val_* metrics")
-        value = logs[self.monitor]
-        sign = 1.0 if self.mode == "min" else -1.0
-        if self.best is None or sign * (self.best - value) > self.min_delta:
-            self.best, self.best_epoch, self._wait = value, epoch, 0
-            if self.restore_best:
-                self.best_params = jax.tree_util.tree_map(jnp.copy, params)
-            return False
-        self._wait += 1
-        return self._wait >= self.patience
-
-    def on_train_end(self, params):
-        return self.best_params if (self.restore_best and self.best_params is not None) else params
-
-
-# ----------------------------------------------------------------------------------- result
+# ------------------------------------------------------------------------------- the spec
 
 class FitResult(NamedTuple):
     """What :func:`fit` returns.
 
     Attributes:
       params: trained params (the best ones when early stopping restored them; the last finite
-        ones when the NaN guard stopped training).
+        ones when the NaN guard stopped training). For a model with state (a
+        :class:`~jaxlearn.apply.StatefulApply`, e.g. BatchNorm) the whole variables pytree.
       opt_state: final optimizer state.
       history: per-epoch lists: ``"loss"`` (mean training loss of the epoch's steps),
         ``"val_<metric>"`` when validation data was given, ``"epoch_time"`` (seconds).
@@ -236,6 +159,7 @@ class FitResult(NamedTuple):
       compile_time: seconds spent compiling (reported apart from ``train_time``).
       train_time: seconds spent running the compiled epochs, including validation.
       stop_reason: ``None`` for a full run, otherwise why training stopped early.
+      state: the final :class:`~jaxlearn.state.TrainState`.
     """
 
     params: Params
@@ -246,143 +170,103 @@ class FitResult(NamedTuple):
     compile_time: float
     train_time: float
     stop_reason: str | None
+    state: TrainState | None = None
 
 
-# ------------------------------------------------------------------------------ the kernels
-
-def _tree_all_finite(tree) -> Array:
-    leaves = jax.tree_util.tree_leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
-
-
-def _make_epoch(apply, loss_fn, optimizer, penalty, batch_size: int, n_steps: int,
-                nan_guard: bool, batch_sharding=None):
-    """``epoch(params, opt_state, x, y, key, epoch, step0, bad_step) -> (params, opt_state,
-    losses, bad_step)``, not yet jitted (:func:`fit` jits it, :func:`fit_many` vmaps then jits).
-
-    The epoch's key is ``fold_in(key, epoch)``, drawn inside the program. ``bad_step`` is the
-    first step whose update was not finite (-1 while none); once set, no further update is
-    applied, also in later epochs. With ``batch_sharding`` every batch is constrained to it (data
-    parallelism: XLA splits the batch over devices and all-reduces the gradients).
-    """
-
-    def objective(params, xb, yb, key):
-        out = apply(params, xb, key=key, train=True)
-        value = jnp.mean(loss_fn(out, yb))
-        return value + penalty(params) if penalty is not None else value
-
-    grad_fn = jax.value_and_grad(objective)
-
-    def epoch(params, opt_state, x, y, key, epoch_index, step0, bad_step):
-        k_perm, k_steps = jax.random.split(jax.random.fold_in(key, epoch_index))
-        perm = jax.random.permutation(k_perm, x.shape[0])
-        batches = perm[: n_steps * batch_size].reshape(n_steps, batch_size)
-        step_keys = jax.random.split(k_steps, n_steps)
-
-        def step(carry, inputs):
-            params, opt_state, bad_step = carry
-            idx, k, i = inputs
-            xb, yb = x[idx], y[idx]
-            if batch_sharding is not None:
-                xb = jax.lax.with_sharding_constraint(xb, batch_sharding)
-                yb = jax.lax.with_sharding_constraint(yb, batch_sharding)
-            value, grads = grad_fn(params, xb, yb, k)
-            updates, new_opt_state = optimizer.update(grads, opt_state, params)
-            new_params = optax.apply_updates(params, updates)
-            if nan_guard:
-                # Keep the last finite params: a non-finite step is not applied, nor any after it.
-                ok = jnp.isfinite(value) & _tree_all_finite(new_params) & (bad_step < 0)
-                new_params = jax.tree_util.tree_map(
-                    lambda new, old: jnp.where(ok, new, old), new_params, params)
-                new_opt_state = jax.tree_util.tree_map(
-                    lambda new, old: jnp.where(ok, new, old), new_opt_state, opt_state)
-                bad_step = jnp.where((bad_step < 0) & ~ok, step0 + i, bad_step)
-            return (new_params, new_opt_state, bad_step), value
-
-        carry = (params, opt_state, bad_step)
-        (params, opt_state, bad_step), values = jax.lax.scan(
-            step, carry, (batches, step_keys, jnp.arange(n_steps, dtype=jnp.int32)))
-        return params, opt_state, values, bad_step
-
-    return epoch
+class _Spec(NamedTuple):
+    model: StatefulApply
+    loss_fn: Callable
+    metric_fns: dict
+    optimizer: optax.GradientTransformation
+    penalty: Callable | None
+    data: tuple           # (x, y, w), w None without weights
+    validation: tuple | None
 
 
-def _make_epochs(epoch, n_epochs: int, n_steps: int):
-    """``n_epochs`` consecutive epochs of ``epoch`` (each of ``n_steps`` steps) as one
-    ``lax.scan``: the same signature, with losses of shape ``[n_epochs, n_steps]``. :func:`fit`
-    uses it when nothing has to run on the host between epochs, so a whole run is one program."""
-
-    def run(params, opt_state, x, y, key, epoch0, step0, bad_step):
-        def body(carry, e):
-            params, opt_state, bad_step = carry
-            params, opt_state, values, bad_step = epoch(
-                params, opt_state, x, y, key, epoch0 + e, step0 + e * n_steps, bad_step)
-            return (params, opt_state, bad_step), values
-
-        (params, opt_state, bad_step), values = jax.lax.scan(
-            body, (params, opt_state, bad_step), jnp.arange(n_epochs, dtype=jnp.int32))
-        return params, opt_state, values, bad_step
-
-    return run
-
-
-# ------------------------------------------------------------------------------ validation
-
-def _check_fit_args(apply, params, x, y, loss_name, batch_size, epochs, steps):
-    x = _checks.as_array("x", x)
-    y = _checks.as_array("y", y)
-    _checks.check_nonempty("x", x)
-    _checks.check_same_length("x", x, "y", y)
-    _checks.check_float("x", x)
-    _checks.check_finite("x", x)
-    _checks.check_finite("y", y)
+def _fit_spec(apply_fn, params, x, y, *, loss, optimizer, penalty, metrics, validation_data,
+              sample_weight=None, class_weight=None, batch_size=1) -> _Spec:
+    """Every argument check of :func:`fit` and :func:`fit_many`, before anything is traced."""
     _checks.check_positive("batch_size", batch_size, integer=True)
-    if batch_size > x.shape[0]:
-        raise ValueError(f"`batch_size` is {batch_size} but there are only {x.shape[0]} samples; "
-                         f"use batch_size <= {x.shape[0]}")
-    if (epochs is None) == (steps is None):
-        raise ValueError("give exactly one of `epochs` and `steps`, got "
-                         f"epochs={epochs!r}, steps={steps!r}")
-    if epochs is not None:
-        _checks.check_positive("epochs", epochs, integer=True)
-    if steps is not None:
-        _checks.check_positive("steps", steps, integer=True)
-    try:
-        out = jax.eval_shape(lambda p, xb: apply(p, xb), params, x[:batch_size])
-    except (ValueError, TypeError) as err:
-        raise type(err)(f"`apply_fn` failed on a batch of `x` with shape "
-                        f"{(batch_size, *x.shape[1:])}: {err}") from err
-    if loss_name == "softmax_cross_entropy_with_integer_labels":
-        if out.ndim != 2:
-            raise ValueError(f"loss {loss_name!r} needs outputs [batch, n_classes]; the model "
-                             f"returns shape {tuple(out.shape)}")
-        _checks.check_labels("y", y, out.shape[-1])
-        if y.ndim != 1:
-            raise ValueError(f"`y` must be integer labels of shape [n], got {tuple(y.shape)}")
-    elif loss_name is not None and out.shape[1:] != y.shape[1:]:
-        raise ValueError(f"loss {loss_name!r} needs targets shaped like the model's outputs: "
-                         f"outputs per example {tuple(out.shape[1:])}, `y` per example "
-                         f"{tuple(y.shape[1:])}")
-    return x, y
+    model = as_model(apply_fn)
+    loss_fn = losses.get_loss(loss)
+    kind = label_kind(loss_fn)
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(_OPTIMIZER_MSG.format(type(optimizer).__name__))
+    if penalty is not None and not callable(penalty):
+        raise TypeError(f"`penalty` must be callable(params) -> scalar, got "
+                        f"{type(penalty).__name__}")
+    x, y, out_shape = check_data(model, params, x, y, kind, batch=batch_size)
+    weights = _sample_weights(sample_weight, class_weight, y, kind, out_shape)
+    metric_fns = as_metric_dict(metrics, loss_fn)
+    validation = None
+    if validation_data is not None:
+        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+            raise TypeError("`validation_data` must be a pair (x_val, y_val)")
+        validation = check_data(model, params, *validation_data, kind, x_name="validation x",
+                                y_name="validation y")[:2]
+    return _Spec(model, loss_fn, metric_fns, optimizer, penalty, (x, y, weights), validation)
 
 
-def _default_metrics(loss_name):
-    if loss_name in _CLASSIFICATION_LOSSES:
-        return {"accuracy": metrics_lib.accuracy}
-    return {}
+def _sample_weights(sample_weight, class_weight, y, kind, out_shape):
+    """Per-sample weights ``sample_weight * class_weight[y]`` as float32 ``[n]``, or ``None``."""
+    n = y.shape[0]
+    w = None
+    if sample_weight is not None:
+        w = _checks.as_array("sample_weight", sample_weight)
+        _checks.check_float("sample_weight", w)
+        if w.shape != (n,):
+            raise ValueError(f"`sample_weight` must have shape ({n},), one weight per sample, got "
+                             f"{tuple(w.shape)}")
+        _checks.check_finite("sample_weight", w)
+        w = np.asarray(w, np.float32)
+        if np.any(w < 0) or not np.any(w > 0):
+            raise ValueError("`sample_weight` must be >= 0 with at least one weight > 0, got min "
+                             f"{w.min():.4g}, max {w.max():.4g}")
+    if class_weight is not None:
+        if kind != "integer":
+            raise ValueError("`class_weight` needs a loss on integer class labels (e.g. "
+                             "'softmax_cross_entropy_with_integer_labels'); weight other targets "
+                             "with `sample_weight`")
+        n_classes = out_shape[-1]
+        if isinstance(class_weight, Mapping):
+            missing = sorted(set(np.unique(np.asarray(y)).tolist()) - set(class_weight))
+            if missing:
+                raise ValueError(f"`class_weight` has no weight for classes {missing} found in `y`")
+            table = np.ones(n_classes, np.float32)
+            for c, v in class_weight.items():
+                if not (isinstance(c, (int, np.integer)) and 0 <= c < n_classes):
+                    raise ValueError(f"`class_weight` has class {c!r} but `n_classes` is "
+                                     f"{n_classes}")
+                table[c] = v
+        else:
+            table = np.asarray(class_weight, np.float32)
+            if table.shape != (n_classes,):
+                raise ValueError(f"`class_weight` must be a dict {{class: weight}} or a sequence "
+                                 f"of {n_classes} weights, got shape {tuple(table.shape)}")
+        if not np.all(np.isfinite(table)) or np.any(table < 0):
+            raise ValueError(f"`class_weight` must be finite and >= 0, got {table.tolist()}")
+        cw = table[np.asarray(y)]
+        w = cw if w is None else w * cw
+    return w
 
 
-def _as_metric_dict(metrics, loss_name) -> dict[str, Callable]:
-    if metrics is None:
-        return _default_metrics(loss_name)
-    if isinstance(metrics, Mapping):
-        for name, fn in metrics.items():
-            if not callable(fn):
-                raise TypeError(f"`metrics[{name!r}]` must be callable(outputs, y), "
-                                f"got {type(fn).__name__}")
-        return dict(metrics)
-    raise TypeError(f"`metrics` must be None or a dict name -> fn(outputs, y), "
-                    f"got {type(metrics).__name__}")
+# ------------------------------------------------------------------------------ programs
+
+def _program(kind, spec, batch_size, seg: Segment, nan_guard, where, donate, args, vmapped=False):
+    static = (spec.model, spec.loss_fn, spec.optimizer, spec.penalty, batch_size, seg.n_steps,
+              seg.n_epochs, nan_guard, where.batch_sharding, donate)
+
+    def build():
+        step = make_step(spec.model, spec.loss_fn, optax.with_extra_args_support(spec.optimizer),
+                         spec.penalty, nan_guard, where.batch_sharding)
+        fn = scan_epoch(step, batch_size, seg.n_steps)
+        if seg.n_epochs > 1:
+            fn = scan_epochs(fn, seg.n_epochs, seg.n_steps)
+        if vmapped:
+            fn = jax.vmap(fn, in_axes=(0, None, 0, None, None))
+        return jax.jit(fn, donate_argnums=(0,) if donate else ())
+
+    return compile_program(kind, static, build, args)
 
 
 # ------------------------------------------------------------------------------------ fit
@@ -393,6 +277,7 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
         validation_data: tuple[Array, Array] | None = None,
         metrics: Mapping[str, Callable] | None = None,
         penalty: Callable[[Params], Array] | None = None,
+        sample_weight: Array | None = None, class_weight: Mapping | Sequence | None = None,
         callbacks: Sequence[Callback | Callable] = (), nan_guard: bool = True,
         progress: bool = False, verbose: bool = False,
         resume_from: str | None = None, mesh: jax.sharding.Mesh | None = None) -> FitResult:
@@ -400,35 +285,44 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
 
     Each epoch draws a permutation of the ``n`` samples and takes ``n // batch_size`` steps on
     consecutive slices of it (the ``n % batch_size`` samples left over change every epoch).
-    Step ``t`` minimises ``mean_i loss(apply(params, x_i), y_i) + penalty(params)`` over its batch.
+    Step ``t`` minimises ``mean_i loss(apply(params, x_i), y_i) + penalty(params)`` over its batch
+    (with weights: ``sum_i w_i loss_i / batch_size + penalty``, as Keras does).
 
     Args:
       apply_fn: ``apply(params, x, ...)``; ``key``/``train`` are passed if it takes them (see
-        :func:`as_apply`). ``x`` is a batch ``[batch, ...]``.
-      params: initial params pytree (not modified; the trainer works on a copy).
+        :func:`~jaxlearn.apply.as_apply`), or a :class:`~jaxlearn.apply.StatefulApply` (flax
+        modules with BatchNorm through ``from_linen``/``from_nnx``). ``x`` is a batch.
+      params: initial params pytree (not modified; the trainer works on a copy); for a stateful
+        model the whole variables pytree.
       x: inputs ``[n, ...]`` (float). y: targets ``[n, ...]``.
       loss: a name from :data:`jaxlearn.losses.LOSSES` or ``fn(outputs, targets) -> [batch]``.
-      optimizer: any ``optax.GradientTransformation`` (see :func:`jaxlearn.optim.make_optimizer`).
+        A loss of jaxlearn behaves the same by name or as a function: its label kind sets the
+        label checks and the default metrics (:mod:`jaxlearn.evaluation`).
+      optimizer: any ``optax.GradientTransformation``; it receives the batch loss as ``value=``,
+        so ``optax.contrib.reduce_on_plateau`` works.
       key: ``jax.random`` key for shuffling and dropout.
       batch_size: samples per step, ``1 <= batch_size <= n``.
       epochs / steps: length of training; give exactly one. With ``steps`` the last epoch may be
         partial.
       validation_data: ``(x_val, y_val)``, evaluated after every epoch (``val_loss`` and the
-        ``metrics``).
-      metrics: ``{name: fn(outputs, y) -> scalar}``; default accuracy for classification losses.
+        ``metrics``, in test mode, unweighted).
+      metrics: ``{name: fn(outputs, y) -> scalar}``; default: accuracy fitting the loss's labels.
       penalty: ``fn(params) -> scalar`` added to the loss (e.g. ``lambda p: lam * l2_penalty(p)``).
-      callbacks: objects with ``on_epoch_end(epoch, logs, params) -> stop?`` (and optionally
-        ``on_train_end(params) -> params`` and ``on_state(state, final=...)``, which receives the
-        full :class:`jaxlearn.checkpoint.TrainState`, as :class:`jaxlearn.checkpoint.Checkpoint`
-        does), or plain functions with the first signature.
-      nan_guard: skip and stop at the first step whose loss or params are not finite.
-      progress: show a tqdm progress bar over epochs.
-      verbose: print one line per epoch.
+      sample_weight: ``[n]`` non-negative float weights of the training samples.
+      class_weight: a weight per class, ``{class: weight}`` (every class of ``y``) or a sequence of
+        ``n_classes``; needs integer labels. Multiplies ``sample_weight``.
+      callbacks: :class:`~jaxlearn.callbacks.Callback` objects (see that module for the
+        lifecycle), objects with some of its hooks, or plain functions
+        ``fn(epoch, logs, params) -> stop?``. The same objects may serve many fits in sequence.
+      nan_guard: skip and stop at the first step whose loss, params, optimizer state or model
+        state is not finite.
+      progress: show a tqdm progress bar over epochs. verbose: print one line per epoch.
       resume_from: a checkpoint folder (see :class:`jaxlearn.checkpoint.Checkpoint`). If it holds
-        a loadable checkpoint, training continues from it — params, optimizer state, epoch, step
-        and history — and ends bitwise equal to an uninterrupted run; if it holds none, training
-        starts from ``params``. The checkpoint must come from the same ``key``, ``batch_size``,
-        number of samples and length of training.
+        a checkpoint of this run (the same fingerprint: model, optimizer and hyperparameters, loss,
+        data, batch size, length, key, early stopping), training continues from it — params,
+        optimizer and model state, epoch, step, history and callback states — and ends bitwise
+        equal to an uninterrupted run; a finished run is not trained further. A folder with only
+        another run's checkpoints is refused, naming what differs; an empty one starts afresh.
       mesh: data parallelism over the devices of a ``jax.sharding.Mesh`` with a ``"data"`` axis
         (e.g. ``jax.make_mesh((jax.device_count(),), ("data",))``): the data and params are
         replicated, each batch is split over ``"data"`` (``batch_size`` must be divisible by its
@@ -438,160 +332,149 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
     Returns:
       A :class:`FitResult`.
     """
-    apply = as_apply(apply_fn)
-    loss_name = loss if isinstance(loss, str) else None
-    loss_fn = losses.get_loss(loss)
+    spec = _fit_spec(apply_fn, params, x, y, loss=loss, optimizer=optimizer, penalty=penalty,
+                     metrics=metrics, validation_data=validation_data,
+                     sample_weight=sample_weight, class_weight=class_weight,
+                     batch_size=batch_size)
+    sched = plan(spec.data[0].shape[0], batch_size, epochs=epochs, steps=steps)
     _checks.check_key("key", key)
-    if not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError("`optimizer` must be an optax.GradientTransformation (e.g. optax.adam(1e-3)"
-                        f" or jaxlearn.optim.make_optimizer(...)), got {type(optimizer).__name__}")
-    if penalty is not None and not callable(penalty):
-        raise TypeError("`penalty` must be callable(params) -> scalar, "
-                        f"got {type(penalty).__name__}")
-    x, y = _check_fit_args(apply, params, x, y, loss_name, batch_size, epochs, steps)
-    metric_fns = _as_metric_dict(metrics, loss_name)
-    if validation_data is not None:
-        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
-            raise TypeError("`validation_data` must be a pair (x_val, y_val)")
-        x_val, y_val = _check_fit_args(apply, params, validation_data[0], validation_data[1],
-                                       loss_name, 1, 1, None)
-    cb_list = [_as_callback(cb, i) for i, cb in enumerate(callbacks)]
-    place, batch_sharding = _placement(mesh, batch_size)
-
-    n = x.shape[0]
-    steps_per_epoch = n // batch_size
-    total_steps = steps if steps is not None else epochs * steps_per_epoch
-    n_epochs = math.ceil(total_steps / steps_per_epoch)
-
-    _check_fits_in_memory(x, y, params, validation_data)
-    # Data and key are never donated: without a mesh they need no copy, only to be on the device.
-    put = jax.device_put if mesh is None else place
-    x, y, key = put(x), put(y), put(key)
-    params = place(params)
-    opt_state = place(optimizer.init(params))
-    no_bad = place(np.int32(-1))
-    # Per-epoch scalars: numpy ints go to the device inside the call's fast path; a mesh needs
-    # global arrays.
-    scalar = (lambda v: np.int32(v)) if mesh is None else (lambda v: place(np.int32(v)))
-
-    history: dict[str, list[float]] = {"loss": [], "epoch_time": []}
-    run_meta = {"batch_size": batch_size, "n_samples": n, "total_steps": total_steps}
-    start_epoch, done = 0, 0
-    if resume_from is not None:
-        resumed = _resume(resume_from, key, params, opt_state, run_meta)
-        if resumed is not None:
-            params, opt_state, history, start_epoch, done = resumed
-            params, opt_state = place(params), place(opt_state)
-    # With nothing to run on the host between epochs, all full epochs are one program (a scan
-    # over epochs of the epoch scan); otherwise one program call per epoch.
-    per_epoch = bool(cb_list) or validation_data is not None or progress or verbose
-    state_cbs = [cb for cb in cb_list if hasattr(cb, "on_state")]
-    n_full = total_steps // steps_per_epoch
-    segments = []  # (first epoch, number of epochs, steps per epoch)
-    if per_epoch:
-        segments = [(e, 1, min(steps_per_epoch, total_steps - e * steps_per_epoch))
-                    for e in range(start_epoch, n_epochs)]
-    else:
-        if start_epoch < n_full:
-            segments.append((start_epoch, n_full - start_epoch, steps_per_epoch))
-        if n_full < n_epochs and start_epoch < n_epochs:
-            segments.append((n_full, 1, total_steps - n_full * steps_per_epoch))
-
+    cbs = [as_callback(cb, i) for i, cb in enumerate(callbacks)]
+    cbs += ([ProgressBar(sched.n_epochs)] if progress else []) + ([PrintLogs()] if verbose else [])
+    where = Placement.for_mesh(mesh, batch_size)
+    _placement.check_fits_in_memory((spec.data, spec.validation), params, _free_device_bytes)
+    state = _initial_state(spec, params, key, sched, cbs, where, resume_from)
+    per_epoch = bool(cbs) or spec.validation is not None
+    donate = not any(cb.reads_params for cb in cbs)
+    data = where.data(tuple(a if a is None else np.asarray(a) for a in spec.data))
+    carry = Carry(state.params, state.opt_state, state.model_state, where.state(np.int32(-1)))
     t0 = time.perf_counter()
-    compiled: dict[tuple[int, int], Any] = {}
-
-    def get_program(k_epochs: int, n_steps: int):
-        if (k_epochs, n_steps) not in compiled:
-            static = ("fit", apply, loss_fn, optimizer, penalty, batch_size, n_steps, k_epochs,
-                      nan_guard, batch_sharding)
-            zero = place(np.int32(0))
-
-            def build():
-                epoch_fn = _make_epoch(apply, loss_fn, optimizer, penalty, batch_size, n_steps,
-                                       nan_guard, batch_sharding)
-                if k_epochs > 1:
-                    epoch_fn = _make_epochs(epoch_fn, k_epochs, n_steps)
-                return jax.jit(epoch_fn, donate_argnums=(0, 1))
-
-            compiled[(k_epochs, n_steps)] = _compile(
-                static, build, (params, opt_state, x, y, key, zero, zero, no_bad))
-        return compiled[(k_epochs, n_steps)]
-
-    for _, k_epochs, n_steps in segments:
-        get_program(k_epochs, n_steps)
+    programs = {}
+    for seg in state_segments(sched, state, per_epoch):
+        args = (carry, data, state.key, where.scalar(0), where.scalar(0))
+        programs[seg[1:]] = _program("fit", spec, batch_size, seg, nan_guard, where, donate, args)
     evaluator = None
-    if validation_data is not None:
-        evaluator = _make_evaluator(apply, loss_fn, metric_fns, place(x_val), place(y_val),
-                                    params)
+    if spec.validation is not None:
+        evaluator = make_evaluator(spec.model, spec.loss_fn, spec.metric_fns,
+                                   *where.data(spec.validation), params)
     compile_time = time.perf_counter() - t0
+    return _run(spec, sched, state, carry, data, programs, evaluator, cbs, where, per_epoch,
+                compile_time)
 
-    bar = _progress_bar(n_epochs) if progress else None
-    if bar is not None:
-        bar.update(start_epoch)
-    stop_reason = None
-    train_start = time.perf_counter()
-    epoch = start_epoch - 1
-    for first, k_epochs, n_steps in segments:
-        e_start = time.perf_counter()
-        params, opt_state, values, bad_step = get_program(k_epochs, n_steps)(
-            params, opt_state, x, y, key, scalar(first), scalar(done), no_bad)
-        # One host sync per program call: the step losses and the guard's verdict together.
-        values, bad = jax.device_get((values, bad_step))
-        values = np.reshape(values, (k_epochs, n_steps))
-        bad = int(bad)
-        seg_time = (time.perf_counter() - e_start) / k_epochs
-        stop = False
-        for j in range(k_epochs):
-            epoch = first + j
-            if 0 <= bad < done + n_steps:
-                good = values[j, : bad - done]
-                history["loss"].append(float(np.mean(good)) if good.size else float("nan"))
-                history["epoch_time"].append(seg_time)
-                done = bad
-                stop_reason = (f"non-finite loss or params at step {bad} (epoch {epoch}); "
-                               f"training stopped and the params after step {bad - 1} (the last "
-                               "finite ones) are returned. Lower the learning rate or check the "
-                               "data.")
-                warnings.warn(stop_reason, RuntimeWarning, stacklevel=2)
-                stop = True
+
+def _free_device_bytes(device):
+    return _placement.free_device_bytes(device)
+
+
+def state_segments(sched: FitPlan, state: TrainState, per_epoch: bool) -> list[Segment]:
+    """The program calls still to make for ``state``: none when its run is finished."""
+    if state.stop_reason is not None or state.step >= sched.total_steps:
+        return []
+    return sched.segments(state.epoch, per_epoch=per_epoch)
+
+
+def _initial_state(spec, params, key, sched, cbs, where, resume_from) -> TrainState:
+    """A fresh :class:`TrainState` on the device(s), or the run's own checkpoint from
+    ``resume_from``; then each callback's ``on_train_begin`` (and its saved state)."""
+    trainable, model_state = spec.model.split(params)
+    opt_state = spec.optimizer.init(trainable)
+    meta = {}
+    wants_state = resume_from is not None or any(
+        type(cb).on_state is not Callback.on_state for cb in cbs)
+    if wants_state:
+        meta = {"fingerprint": fingerprint(
+            params=trainable, model_state=model_state, optimizer=spec.optimizer,
+            loss_fn=spec.loss_fn, penalty=spec.penalty, data=spec.data,
+            batch_size=sched.batch_size, total_steps=sched.total_steps, key=key,
+            callbacks=[cb for cb in cbs if cb.affects_result]),
+            "run_id": uuid.uuid4().hex}
+    state = TrainState(trainable, opt_state, key, 0, 0, {"loss": [], "epoch_time": []}, meta,
+                       model_state)
+    if resume_from is not None:
+        resumed = checkpoint_lib.resume(resume_from, fingerprint=meta["fingerprint"],
+                                        params=trainable, opt_state=opt_state,
+                                        model_state=model_state)
+        state = resumed if resumed is not None else state
+    state = state._replace(params=where.state(state.params),
+                           opt_state=where.state(state.opt_state),
+                           model_state=where.state(state.model_state),
+                           key=where.data(state.key))
+    for cb in cbs:
+        cb.on_train_begin(state)
+    if state.callbacks:
+        restore_states(cbs, state.callbacks, spec.model.merge(state.params, state.model_state))
+    return state
+
+
+def _run(spec, sched, state, carry, data, programs, evaluator, cbs, where, per_epoch,
+         compile_time) -> FitResult:
+    """The loop: run each program call, then per epoch record, validate, call back, stop."""
+    start = time.perf_counter()
+    stateful = [cb for cb in cbs if type(cb).on_state is not Callback.on_state]
+    for seg in state_segments(sched, state, per_epoch):
+        t = time.perf_counter()
+        carry, values = programs[seg[1:]](carry, data, state.key, where.scalar(seg.first),
+                                          where.scalar(state.step))
+        values, bad = jax.device_get((values, carry.bad_step))  # one host sync per call
+        values, bad = np.reshape(values, (seg.n_epochs, seg.n_steps)), int(bad)
+        seg_time = (time.perf_counter() - t) / seg.n_epochs
+        state = state._replace(params=carry.params, opt_state=carry.opt_state,
+                               model_state=carry.model_state)
+        for j, epoch in enumerate(range(seg.first, seg.first + seg.n_epochs)):
+            if 0 <= bad < state.step + seg.n_steps:
+                state = _stop_non_finite(state, values[j], bad, epoch, seg_time, stateful)
                 break
-            done += n_steps
             logs = {"epoch": epoch, "loss": float(np.mean(values[j], dtype=np.float64))}
+            variables = spec.model.merge(state.params, state.model_state)
             if evaluator is not None:
-                logs.update({f"val_{k}": v for k, v in evaluator(params).items()})
-            history["loss"].append(logs["loss"])
-            for k, v in logs.items():
-                if k.startswith("val_"):
-                    history.setdefault(k, []).append(v)
-            history["epoch_time"].append(seg_time if k_epochs > 1
-                                         else time.perf_counter() - e_start)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "epoch"})
-            if verbose:
-                print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in logs.items()))
-            for cb in cb_list:
-                stop = bool(cb.on_epoch_end(epoch, logs, params)) or stop
-            if state_cbs:
-                state = checkpoint_lib.TrainState(params, opt_state, key, epoch + 1, done,
-                                                  history, run_meta)
-                for cb in state_cbs:
-                    cb.on_state(state, final=stop or epoch + 1 == n_epochs)
-            if stop:
-                stop_reason = f"stopped by a callback after epoch {epoch}"
+                logs.update({f"val_{k}": v for k, v in evaluator(variables).items()})
+            state = _record(state, epoch, seg.n_steps, logs,
+                            seg_time if seg.n_epochs > 1 else time.perf_counter() - t)
+            votes = [bool(cb.on_epoch_end(epoch, logs, variables)) for cb in cbs]  # no short-cut
+            if any(votes):
+                state = state._replace(stop_reason=f"stopped by a callback after epoch {epoch}")
+            final = state.stop_reason is not None or state.step >= sched.total_steps
+            if stateful:
+                state = state._replace(callbacks=collect_states(cbs))
+                for cb in stateful:
+                    cb.on_state(state, final=final)
+            if state.stop_reason is not None:
                 break
-        if stop:
+        if state.stop_reason is not None:
             break
-    train_time = time.perf_counter() - train_start
-    if bar is not None:
-        bar.close()
-    for cb in cb_list:
-        if hasattr(cb, "on_train_end"):
-            params = cb.on_train_end(params)
-    return FitResult(params, opt_state, history, done, max(epoch + 1, start_epoch), compile_time,
-                     train_time, stop_reason)
+    train_time = time.perf_counter() - start
+    params = spec.model.merge(state.params, state.model_state)
+    for cb in cbs:
+        params = cb.on_train_end(params)
+    return FitResult(params, state.opt_state, state.history, state.step, state.epoch,
+                     compile_time, train_time, state.stop_reason, state)
 
+
+def _record(state: TrainState, epoch: int, n_steps: int, logs, epoch_time) -> TrainState:
+    history = {k: list(v) for k, v in state.history.items()}
+    history["loss"].append(logs["loss"])
+    for k, v in logs.items():
+        if k.startswith("val_"):
+            history.setdefault(k, []).append(v)
+    history["epoch_time"].append(epoch_time)
+    return state._replace(epoch=epoch + 1, step=state.step + n_steps, history=history)
+
+
+def _stop_non_finite(state, values, bad, epoch, epoch_time, stateful) -> TrainState:
+    good = values[: bad - state.step]
+    history = {k: list(v) for k, v in state.history.items()}
+    history["loss"].append(float(np.mean(good)) if good.size else float("nan"))
+    history["epoch_time"].append(epoch_time)
+    reason = (f"non-finite loss or params (or optimizer state) at step {bad} (epoch {epoch}); "
+              f"training stopped and the params after step {bad - 1} (the last finite ones) are "
+              "returned. Lower the learning rate or check the data.")
+    warnings.warn(reason, RuntimeWarning, stacklevel=4)
+    state = state._replace(epoch=epoch + 1, step=bad, history=history, stop_reason=reason)
+    for cb in stateful:
+        cb.on_state(state, final=True)
+    return state
+
+
+# ------------------------------------------------------------------------------- fit_many
 
 def fit_many(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | Callable,
              optimizer: optax.GradientTransformation, keys: Array, batch_size: int,
@@ -609,7 +492,7 @@ def fit_many(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: st
 
     Hyperparameters may differ per member: build the optimizer with ``optax.inject_hyperparams``
     and give ``hyperparams={"learning_rate": jnp.array([...N values])}``; each value replaces
-    that member's entry in the optimizer state.
+    that member's entry in the optimizer state (a copy: the caller's arrays stay valid).
 
     Returns:
       A :class:`FitResult` with stacked ``params``/``opt_state`` (leading axis ``N``) and
@@ -618,12 +501,6 @@ def fit_many(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: st
       members and steps. No validation data or callbacks: evaluate the stacked params with
       ``jax.vmap`` afterwards.
     """
-    apply = as_apply(apply_fn)
-    loss_name = loss if isinstance(loss, str) else None
-    loss_fn = losses.get_loss(loss)
-    if not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError("`optimizer` must be an optax.GradientTransformation, "
-                        f"got {type(optimizer).__name__}")
     if not isinstance(keys, jax.Array) or keys.ndim < 1:
         raise TypeError("`keys` must be a batch of jax.random keys, e.g. "
                         "jax.random.split(jax.random.key(0), n_models)")
@@ -637,86 +514,58 @@ def fit_many(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: st
             raise ValueError(f"`params` must be stacked with a leading axis of {n_models} (one "
                              f"entry per key); found a leaf of shape {tuple(leaf.shape)}")
     first = jax.tree_util.tree_map(lambda p: p[0], params)
-    x, y = _check_fit_args(apply, first, x, y, loss_name, batch_size, epochs, steps)
-
-    n = x.shape[0]
-    steps_per_epoch = n // batch_size
-    total_steps = steps if steps is not None else epochs * steps_per_epoch
-    n_epochs = math.ceil(total_steps / steps_per_epoch)
-    x, y = jax.device_put(x), jax.device_put(y)
-    params = jax.tree_util.tree_map(lambda p: jnp.array(p, copy=True), params)
-    opt_state = jax.vmap(optimizer.init)(params)
+    spec = _fit_spec(apply_fn, first, x, y, loss=loss, optimizer=optimizer, penalty=penalty,
+                     metrics=None, validation_data=None, batch_size=batch_size)
+    sched = plan(spec.data[0].shape[0], batch_size, epochs=epochs, steps=steps)
+    where = Placement.single_device()
+    trainable, model_state = spec.model.split(where.state(params))
+    opt_state = jax.vmap(optimizer.init)(trainable)
     if hyperparams:
-        opt_state = _set_hyperparams(opt_state, hyperparams, n_models)
-    bad = jnp.full((n_models,), -1, jnp.int32)
-
-    # Without a progress bar all full epochs are one program, as in fit.
-    n_full = total_steps // steps_per_epoch
-    if progress:
-        segments = [(e, 1, min(steps_per_epoch, total_steps - e * steps_per_epoch))
-                    for e in range(n_epochs)]
-    else:
-        segments = [(0, n_full, steps_per_epoch)] if n_full else []
-        if n_full < n_epochs:
-            segments.append((n_full, 1, total_steps - n_full * steps_per_epoch))
+        opt_state = _set_hyperparams(opt_state, hyperparams, n_models, where)
+    carry = Carry(trainable, opt_state, model_state, jnp.full((n_models,), -1, jnp.int32))
+    data = where.data(tuple(a if a is None else np.asarray(a) for a in spec.data))
+    segments = sched.segments(0, per_epoch=progress)
 
     t0 = time.perf_counter()
-    compiled: dict[tuple[int, int], Any] = {}
-    in_axes = (0, 0, None, None, 0, None, None, 0)
-
-    def get_program(k_epochs, n_steps):
-        if (k_epochs, n_steps) not in compiled:
-            static = ("fit_many", apply, loss_fn, optimizer, penalty, batch_size, n_steps,
-                      k_epochs, nan_guard)
-            zero = jnp.asarray(0, jnp.int32)
-
-            def build():
-                epoch_fn = _make_epoch(apply, loss_fn, optimizer, penalty, batch_size, n_steps,
-                                       nan_guard)
-                if k_epochs > 1:
-                    epoch_fn = _make_epochs(epoch_fn, k_epochs, n_steps)
-                return jax.jit(jax.vmap(epoch_fn, in_axes=in_axes), donate_argnums=(0, 1))
-
-            compiled[(k_epochs, n_steps)] = _compile(
-                static, build, (params, opt_state, x, y, keys, zero, zero, bad))
-        return compiled[(k_epochs, n_steps)]
-
-    for _, k_epochs, n_steps in segments:
-        get_program(k_epochs, n_steps)
+    programs = {}
+    for seg in segments:
+        args = (carry, data, keys, where.scalar(0), where.scalar(0))
+        programs[seg[1:]] = _program("fit_many", spec, batch_size, seg, nan_guard, where, True,
+                                     args, vmapped=True)
     compile_time = time.perf_counter() - t0
 
     history: dict[str, list] = {"loss": [], "epoch_time": []}
-    bar = _progress_bar(n_epochs) if progress else None
-    done = 0
-    train_start = time.perf_counter()
-    for first, k_epochs, n_steps in segments:
-        e_start = time.perf_counter()
-        params, opt_state, values, bad = get_program(k_epochs, n_steps)(
-            params, opt_state, x, y, keys, jnp.asarray(first, jnp.int32),
-            jnp.asarray(done, jnp.int32), bad)
-        done += k_epochs * n_steps
-        # values: [N, n_steps] for one epoch, [N, k_epochs, n_steps] for several.
-        means = np.asarray(values).reshape(n_models, k_epochs, n_steps).mean(axis=2)
-        history["loss"].extend(means.T.tolist())
-        seg_time = (time.perf_counter() - e_start) / k_epochs
-        history["epoch_time"].extend([seg_time] * k_epochs)
-        if bar is not None:
-            bar.update(k_epochs)
-    train_time = time.perf_counter() - train_start
+    bar = ProgressBar(sched.n_epochs) if progress else None
     if bar is not None:
-        bar.close()
-    bad_np = np.asarray(bad)
+        bar.on_train_begin(TrainState(None, None, keys, 0, 0, history))
+    done = 0
+    start = time.perf_counter()
+    for seg in segments:
+        t = time.perf_counter()
+        carry, values = programs[seg[1:]](carry, data, keys, where.scalar(seg.first),
+                                          where.scalar(done))
+        done += seg.n_epochs * seg.n_steps
+        # values: [N, n_steps] for one epoch, [N, n_epochs, n_steps] for several.
+        means = np.asarray(values).reshape(n_models, seg.n_epochs, seg.n_steps).mean(axis=2)
+        history["loss"].extend(means.T.tolist())
+        history["epoch_time"].extend([(time.perf_counter() - t) / seg.n_epochs] * seg.n_epochs)
+        if bar is not None:
+            bar.on_epoch_end(seg.first, {"loss": float(means.mean())}, None)
+    train_time = time.perf_counter() - start
+    if bar is not None:
+        bar.on_train_end(None)
+    bad = np.asarray(carry.bad_step)
     stop_reason = None
-    if np.any(bad_np >= 0):
-        members = np.flatnonzero(bad_np >= 0).tolist()
+    if np.any(bad >= 0):
+        members = np.flatnonzero(bad >= 0).tolist()
         stop_reason = (f"members {members} went non-finite at steps "
-                       f"{bad_np[members].tolist()} and were frozen at their last finite params")
+                       f"{bad[members].tolist()} and were frozen at their last finite params")
         warnings.warn(stop_reason, RuntimeWarning, stacklevel=2)
-    return FitResult(params, opt_state, history, done, n_epochs, compile_time, train_time,
-                     stop_reason)
+    return FitResult(spec.model.merge(carry.params, carry.model_state), carry.opt_state, history,
+                     done, sched.n_epochs, compile_time, train_time, stop_reason)
 
 
-def _set_hyperparams(opt_state, hyperparams, n_models):
+def _set_hyperparams(opt_state, hyperparams, n_models, where):
     if not hasattr(opt_state, "hyperparams"):
         raise ValueError("`hyperparams` needs an optimizer built with optax.inject_hyperparams, "
                          "e.g. optax.inject_hyperparams(optax.adam)(learning_rate=1e-3)")
@@ -725,225 +574,10 @@ def _set_hyperparams(opt_state, hyperparams, n_models):
         if name not in new:
             raise ValueError(f"`hyperparams` names {name!r} but the optimizer's hyperparameters "
                              f"are {sorted(new)}")
-        values = jnp.asarray(values, dtype=new[name].dtype)
+        values = np.asarray(values)
         if values.shape != (n_models,):
             raise ValueError(f"`hyperparams[{name!r}]` must have shape ({n_models},), one value "
                              f"per model, got {tuple(values.shape)}")
-        new[name] = values
+        # A fresh device copy: the state is donated, the caller's array must stay valid.
+        new[name] = where.state(values.astype(np.dtype(new[name].dtype)))
     return opt_state._replace(hyperparams=new)
-
-
-def _free_device_bytes(device) -> int | None:
-    """Free memory of ``device`` in bytes: the allocator's limit minus use on accelerators, the
-    host's available RAM for the CPU backend; ``None`` when unknown."""
-    try:
-        stats = device.memory_stats()
-    except Exception:  # backends without allocator stats raise various runtime errors
-        stats = None
-    if stats and "bytes_limit" in stats:
-        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _check_fits_in_memory(x, y, params, validation_data) -> None:
-    """Refuses, before anything is copied, a training set that cannot live on the device.
-
-    :func:`fit` keeps the whole data set on the device (one compiled program per epoch gathers its
-    batches from it); it does not stream. Needed: the data, plus params, gradients and optimizer
-    state estimated as 4x the params (Adam keeps two moments).
-    """
-    def nbytes(tree):
-        return sum(int(np.prod(np.shape(a))) * np.dtype(a.dtype).itemsize
-                   for a in jax.tree_util.tree_leaves(tree))
-
-    needed = nbytes((x, y)) + 4 * nbytes(params)
-    if validation_data is not None:
-        needed += nbytes(tuple(validation_data))
-    device = jax.local_devices()[0]  # the data are placed on this process's devices
-    free = _free_device_bytes(device)
-    if free is not None and needed > free:
-        raise ValueError(f"`x` and `y` (with params and optimizer state) need "
-                         f"{_format_bytes(needed)} on {device} but only {_format_bytes(free)} is "
-                         "free; fit keeps the data on the device and does not stream it: use fewer "
-                         "samples or a smaller dtype")
-
-
-def _format_bytes(n: int) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{n} B"
-
-
-def _fresh_copy(a):
-    """A new device buffer holding ``a``. Through the host for numeric arrays: a transfer costs no
-    compilation, where ``jnp.array(a, copy=True)`` compiles one copy program per shape."""
-    if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
-        return jax.random.wrap_key_data(_fresh_copy(jax.random.key_data(a)),
-                                        impl=jax.random.key_impl(a))
-    return jax.device_put(np.array(a, copy=True))
-
-
-def _placement(mesh, batch_size):
-    """``(place, batch_sharding)``: how :func:`fit` puts arrays on devices.
-
-    Without a mesh, ``place`` copies a pytree onto the default device (a copy, so donating it
-    never invalidates the caller's arrays). With a mesh it builds global arrays replicated over
-    the mesh from each process's host data (``jax.make_array_from_callback``), which also works
-    when the mesh spans several processes.
-    """
-    if mesh is None:
-        return (lambda tree: jax.tree_util.tree_map(_fresh_copy, tree), None)
-    if not isinstance(mesh, jax.sharding.Mesh):
-        raise TypeError(f"`mesh` must be a jax.sharding.Mesh, got {type(mesh).__name__}")
-    if "data" not in mesh.axis_names:
-        raise ValueError(f"`mesh` must have a 'data' axis to split batches over; its axes are "
-                         f"{tuple(mesh.axis_names)}")
-    n_data = mesh.shape["data"]
-    if batch_size % n_data:
-        raise ValueError(f"`batch_size` is {batch_size} but the mesh's 'data' axis has {n_data} "
-                         f"devices; batch_size must be divisible by {n_data}")
-    P = jax.sharding.PartitionSpec
-    replicated = jax.sharding.NamedSharding(mesh, P())
-
-    def place_leaf(a):
-        if isinstance(a, jax.Array) and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
-            data = np.asarray(jax.random.key_data(a))
-            global_data = jax.make_array_from_callback(data.shape, replicated,
-                                                       lambda idx: data[idx])
-            return jax.random.wrap_key_data(global_data, impl=jax.random.key_impl(a))
-        host = np.asarray(a)
-        return jax.make_array_from_callback(host.shape, replicated, lambda idx: host[idx])
-
-    def place(tree):
-        return jax.tree_util.tree_map(place_leaf, tree)
-
-    return place, jax.sharding.NamedSharding(mesh, P("data"))
-
-
-def _resume(directory, key, params, opt_state, run_meta):
-    """Loads the newest usable checkpoint of ``directory`` for :func:`fit`, or ``None``."""
-    found = checkpoint_lib.latest_checkpoint(directory, params=params, opt_state=opt_state)
-    if found is None:
-        return None
-    state, path = found
-    for name, value in run_meta.items():
-        if state.meta.get(name) != value:
-            raise ValueError(f"`resume_from`: checkpoint {path!r} was made with {name}="
-                             f"{state.meta.get(name)!r}, this run has {name}={value!r}")
-    same_key = np.array_equal(np.asarray(_key_data(state.key)), np.asarray(_key_data(key)))
-    if not same_key:
-        raise ValueError(f"`resume_from`: checkpoint {path!r} was made with a different `key`; "
-                         "resuming would not reproduce the run")
-    def to_device(tree):
-        return jax.tree_util.tree_map(jnp.asarray, tree)
-
-    return (to_device(state.params), to_device(state.opt_state), state.history, state.epoch,
-            state.step)
-
-
-def _key_data(key):
-    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return jax.random.key_data(key)
-    return key
-
-
-class _FunctionCallback:
-    def __init__(self, fn):
-        self.fn = fn
-
-    def on_epoch_end(self, epoch, logs, params):
-        return self.fn(epoch, logs, params)
-
-
-def _as_callback(cb, i):
-    if hasattr(cb, "on_epoch_end"):
-        return cb
-    if callable(cb):
-        return _FunctionCallback(cb)
-    raise TypeError(f"`callbacks[{i}]` must have on_epoch_end(epoch, logs, params) or be callable, "
-                    f"got {type(cb).__name__}")
-
-
-def _progress_bar(total):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError as err:  # tqdm is an optional extra
-        raise ImportError("progress=True needs tqdm: python -m pip install tqdm") from err
-    return tqdm(total=total, unit="epoch", leave=False)
-
-
-# ------------------------------------------------------------------------------- evaluate
-
-def predict(apply_fn: Callable, params: Params, x: Array, *, batch_size: int = 1024) -> Array:
-    """``apply_fn(params, x)`` in batches of ``batch_size`` (test mode), one compiled ``lax.map``.
-
-    Shapes: ``x`` ``[n, ...]``; returns ``[n, ...outputs]``. The last batch is zero-padded and the
-    padding dropped, so every batch has the same shape and compiles once.
-    """
-    apply = as_apply(apply_fn)
-    x = _checks.as_array("x", x)
-    _checks.check_nonempty("x", x)
-    _checks.check_positive("batch_size", batch_size, integer=True)
-    return _predict_jit(apply, params, jnp.asarray(x), min(batch_size, x.shape[0]))
-
-
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _predict_jit(apply, params, x, batch_size):
-    return _predict(apply, params, x, batch_size)
-
-
-def _predict(apply, params, x, batch_size):
-    n = x.shape[0]
-    n_batches = -(-n // batch_size)
-    pad = n_batches * batch_size - n
-    xp = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape(n_batches, batch_size,
-                                                                    *x.shape[1:])
-    out = jax.lax.map(lambda xb: apply(params, xb, train=False), xp)
-    return out.reshape(n_batches * batch_size, *out.shape[2:])[:n]
-
-
-def _make_evaluator(apply, loss_fn, metric_fns, x, y, params, batch_size: int = 1024):
-    # The data are arguments, not closed-over constants: no copy of them in the compiled program.
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    bs = min(batch_size, x.shape[0])
-
-    def run(params, x, y):
-        out = _predict(apply, params, x, bs)
-        result = {"loss": jnp.mean(loss_fn(out, y))}
-        for name, fn in metric_fns.items():
-            result[name] = fn(out, y)
-        return result
-
-    static = ("evaluate", apply, loss_fn, tuple(metric_fns.items()), bs)
-    compiled = _compile(static, lambda: jax.jit(run), (params, x, y))
-    return lambda p: {k: float(v) for k, v in compiled(p, x, y).items()}
-
-
-def _no_loss(outputs, y):
-    return jnp.zeros(())
-
-
-def evaluate(apply_fn: Callable, params: Params, x: Array, y: Array, *,
-             loss: str | Callable | None = None, metrics: Mapping[str, Callable] | None = None,
-             batch_size: int = 1024) -> dict[str, float]:
-    """Loss and metrics of ``apply_fn`` on ``(x, y)``, computed in batches in test mode.
-
-    Returns ``{"loss": ..., "accuracy": ..., ...}`` (``loss`` only when ``loss`` is given; the
-    default metrics are accuracy for classification losses).
-    """
-    apply = as_apply(apply_fn)
-    loss_name = loss if isinstance(loss, str) else None
-    x, y = _check_fit_args(apply, params, x, y, loss_name, 1, 1, None)
-    _checks.check_positive("batch_size", batch_size, integer=True)
-    if metrics is None and loss is None:
-        metrics = {"accuracy": metrics_lib.accuracy}
-    metric_fns = _as_metric_dict(metrics, loss_name)
-    loss_fn = losses.get_loss(loss) if loss is not None else _no_loss
-    result = _make_evaluator(apply, loss_fn, metric_fns, x, y, params, batch_size)(params)
-    if loss is None:
-        result.pop("loss")
-    return result

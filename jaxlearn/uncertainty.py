@@ -22,15 +22,25 @@ Temperature scaling (Guo et al. 2017, "On calibration of modern neural networks"
 logits by one scalar ``T > 0`` fitted by minimising the NLL on held-out data
 (:func:`fit_temperature`); ``argmax`` and hence accuracy are unchanged.
 
-Deep ensembles are trained at once with :func:`jaxlearn.train.fit_many`::
+Two samples that agree on a 50/50 prediction are uncertain but not in disagreement; two that are
+each sure of a different class disagree completely (``log 2 = 0.693`` nats)::
 
-    >>> keys = jax.random.split(jax.random.key(0), 5)
-    >>> stacked = nn.init_stacked(model, keys, (64,))
-    >>> result = train.fit_many(model.apply, stacked, x, y, loss=CE, optimizer=optax.adam(1e-3),
-    ...                         keys=jax.random.split(jax.random.key(1), 5), batch_size=64,
-    ...                         epochs=30)
-    >>> probs = ensemble_predict(model.apply, result.params, x_test)       # [5, n, 10]
-    >>> uncertainty_metrics(probs, y_test)
+    >>> agree = jnp.array([[[0.5, 0.5]], [[0.5, 0.5]]])          # [S=2, batch=1, K=2]
+    >>> disagree = jnp.array([[[1.0, 0.0]], [[0.0, 1.0]]])
+    >>> predictive_entropy(agree), mutual_information(agree)
+    (Array([0.6931472], dtype=float32), Array([0.], dtype=float32))
+    >>> mutual_information(disagree)
+    Array([0.6931472], dtype=float32)
+
+An ensemble is a params pytree stacked over members (:func:`jaxlearn.nn.init_stacked`), trained
+all at once with :func:`jaxlearn.train.fit_many`::
+
+    >>> model = jl.nn.mlp((16,), 3)
+    >>> stacked = jl.nn.init_stacked(model, jax.random.split(jax.random.key(0), 5), (4,))
+    >>> x = jax.random.normal(jax.random.key(1), (10, 4))
+    >>> probs = ensemble_predict(model.apply, stacked, x)              # [5, 10, 3]
+    >>> sorted(uncertainty_metrics(probs, jnp.zeros(10, jnp.int32)))
+    ['accuracy', 'brier', 'ece', 'entropy', 'mutual_information', 'nll']
 """
 
 from __future__ import annotations
@@ -45,15 +55,12 @@ import numpy as np
 
 from jaxlearn import _checks
 from jaxlearn import metrics as metrics_lib
-from jaxlearn.train import as_apply
+from jaxlearn.apply import as_apply
 
 Array = jax.Array
 Params = Any
 PRNGKeyArray = jax.Array
 
-# One wrapper per model function, so the jitted kernels (which take it as a static argument) are
-# compiled once per model rather than once per call.
-_as_apply = functools.lru_cache(maxsize=128)(as_apply)
 
 # Rows of probabilities may sum to 1 up to this much (a float32 softmax, then a mean over samples).
 _SUM_TOLERANCE = 1e-4
@@ -130,7 +137,7 @@ def mc_dropout_predict(apply_fn: Callable, params: Params, x: Array, key: PRNGKe
     Returns:
       Probabilities ``[S, batch, K]``.
     """
-    apply = _as_apply(apply_fn)
+    apply = as_apply(apply_fn)
     _checks.check_key("key", key)
     _checks.check_positive("n_samples", n_samples, integer=True)
     x = _checks.as_array("x", x)
@@ -157,7 +164,7 @@ def ensemble_predict(apply_fn: Callable, stacked_params: Params, x: Array) -> Ar
     Returns:
       Probabilities ``[M, batch, K]`` (test mode: ``softmax(apply_fn(params[m], x))``).
     """
-    apply = _as_apply(apply_fn)
+    apply = as_apply(apply_fn)
     leaves = jax.tree_util.tree_leaves(stacked_params)
     if not leaves:
         raise ValueError("`stacked_params` has no arrays")
@@ -350,8 +357,11 @@ def plot_reliability(ax: Any, diagram: ReliabilityDiagram, *, label: str | None 
     Bars of accuracy per bin (empty bins left out), the gap to the mean confidence hatched, and the
     diagonal of perfect calibration. Returns ``ax``.
 
+    >>> import matplotlib.figure
+    >>> probs, y = jnp.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]]), jnp.array([0, 1, 1])
     >>> ax = matplotlib.figure.Figure().add_subplot()
-    >>> plot_reliability(ax, reliability_diagram(probs, y), label="MC dropout")
+    >>> plot_reliability(ax, reliability_diagram(probs, y, n_bins=5), label="model") is ax
+    True
     """
     if not isinstance(diagram, ReliabilityDiagram):
         raise TypeError("`diagram` must be a ReliabilityDiagram (from reliability_diagram(...)), "

@@ -1,14 +1,16 @@
 """Tests for jaxlearn.train: the trainer, its callbacks, guards, adapters and evaluation."""
 
+import os
 import warnings
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from jaxlearn import losses, nn, train
+from jaxlearn import _programs, losses, nn, train
 
 CE = "softmax_cross_entropy_with_integer_labels"
 
@@ -38,8 +40,12 @@ def _fit(model, params, x, y, **kw):
 
 
 def _leaves_equal(a, b):
-    return all(np.array_equal(np.asarray(u), np.asarray(v))
-               for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+    """Bitwise equal trees (same structure, same leaves); False otherwise."""
+    try:
+        chex.assert_trees_all_equal(a, b)
+    except AssertionError:
+        return False
+    return True
 
 
 def test_fit_learns_separable_blobs():
@@ -89,8 +95,7 @@ def test_full_batch_sgd_equals_hand_written_gradient_descent():
     p = params
     for _ in range(20):
         p = jax.tree_util.tree_map(lambda w, g: w - 0.1 * g, p, jax.grad(objective)(p))
-    for u, v in zip(jax.tree_util.tree_leaves(result.params), jax.tree_util.tree_leaves(p)):
-        np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5)
+    chex.assert_trees_all_close(result.params, p, rtol=1e-4, atol=1e-5)
 
 
 def test_every_sample_seen_once_per_epoch():
@@ -167,7 +172,7 @@ def test_nan_guard_stops_and_returns_last_finite_params():
     # reached just before it, bitwise equal to a run stopped there on purpose.
     x, y, model, params = _diverging_least_squares(32)
     kw = dict(loss="mse", optimizer=optax.sgd(5.0), key=jax.random.key(0), batch_size=32)
-    with pytest.warns(RuntimeWarning, match="non-finite loss or params at step"):
+    with pytest.warns(RuntimeWarning, match="non-finite loss or params .* at step"):
         result = train.fit(model.apply, params, x, y, steps=500, **kw)
     assert result.stop_reason is not None
     bad = result.steps
@@ -243,12 +248,32 @@ def test_predict_matches_apply_with_padding():
                                model.apply(params, x), rtol=1e-6, atol=1e-6)
 
 
-def test_progress_bar_runs(capsys):
-    pytest.importorskip("tqdm")
+def test_progress_bar_counts_the_epochs_and_shows_the_loss(monkeypatch):
+    tqdm_auto = pytest.importorskip("tqdm.auto")
+    bars = []
+
+    class Recorder:
+        def __init__(self, *, total, initial, unit, leave):
+            self.total, self.n, self.postfix, self.closed = total, initial, None, False
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def set_postfix(self, postfix):
+            self.postfix = postfix
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(tqdm_auto, "tqdm", Recorder)
     x, y = _blobs()
     model, params = _model_and_params()
-    result = _fit(model, params, x, y, epochs=2, progress=True)
-    assert len(result.history["loss"]) == 2
+    result = _fit(model, params, x, y, epochs=3, progress=True)
+    assert len(bars) == 1
+    bar = bars[0]
+    assert (bar.total, bar.n, bar.closed) == (3, 3, True)
+    assert bar.postfix == {"loss": f"{result.history['loss'][-1]:.4g}"}
 
 
 _X, _Y = _blobs()
@@ -329,10 +354,8 @@ def test_fit_many_matches_separate_fits():
         _, p_i = model.init(init_keys[i], (5,))
         single = train.fit(model.apply, p_i, x, y, loss=CE, optimizer=opt, key=fit_keys[i],
                            batch_size=16, epochs=5)
-        leaves = zip(jax.tree_util.tree_leaves(many.params),
-                     jax.tree_util.tree_leaves(single.params))
-        for u, v in leaves:
-            np.testing.assert_allclose(u[i], v, rtol=1e-5, atol=1e-5)
+        member = jax.tree_util.tree_map(lambda p: p[i], many.params)
+        chex.assert_trees_all_close(member, single.params, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose([h[i] for h in many.history["loss"]], single.history["loss"],
                                    rtol=1e-5)
 
@@ -349,9 +372,11 @@ def test_fit_many_per_member_learning_rates_and_nan_freeze():
                                 hyperparams={"learning_rate": lrs})
     start = _stack(model, keys)
     # lr 0 leaves member 0 where it started; member 1 moved; member 2 diverged and stayed finite.
-    for u, v in zip(jax.tree_util.tree_leaves(result.params), jax.tree_util.tree_leaves(start)):
-        np.testing.assert_array_equal(u[0], v[0])
-        assert np.all(np.isfinite(u[2]))
+    def member(tree, i):
+        return jax.tree_util.tree_map(lambda p: p[i], tree)
+
+    chex.assert_trees_all_equal(member(result.params, 0), member(start, 0))
+    chex.assert_tree_all_finite(member(result.params, 2))
     assert not _leaves_equal(jax.tree_util.tree_map(lambda p: p[1], result.params),
                              jax.tree_util.tree_map(lambda p: p[1], start))
 
@@ -383,8 +408,7 @@ def test_init_stacked_equals_separate_inits_bitwise():
     stacked = nn.init_stacked(model, keys, (5,))
     for i in range(3):
         single = model.init(keys[i], (5,))[1]
-        for u, v in zip(jax.tree_util.tree_leaves(stacked), jax.tree_util.tree_leaves(single)):
-            np.testing.assert_array_equal(u[i], v)
+        chex.assert_trees_all_equal(jax.tree_util.tree_map(lambda p: p[i], stacked), single)
 
 
 def test_data_too_large_for_the_device_is_refused_up_front(monkeypatch):
@@ -396,9 +420,17 @@ def test_data_too_large_for_the_device_is_refused_up_front(monkeypatch):
         _fit(model, params, x, y)
 
 
-def test_free_device_bytes_is_positive_here():
+def test_memory_check_reads_available_not_free_memory():
+    # The CPU backend has no allocator stats: the check must read MemAvailable (free pages plus
+    # reclaimable page cache), not MemFree, or a machine with a warm page cache refuses data that
+    # fits. Compared with /proc/meminfo read here; 64 MiB of slack for other processes meanwhile.
+    if not os.path.exists("/proc/meminfo"):
+        pytest.skip("needs /proc/meminfo")
+    with open("/proc/meminfo") as f:
+        info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
     free = train._free_device_bytes(jax.devices()[0])
-    assert free is None or free > 0
+    assert free is not None
+    assert abs(free - info["MemAvailable"]) < 64 * 2**20
 
 
 def test_run_without_host_work_is_one_program_equal_to_per_epoch_calls():
@@ -407,10 +439,12 @@ def test_run_without_host_work_is_one_program_equal_to_per_epoch_calls():
     # order: the params, losses and the partial last epoch must agree bitwise on CPU.
     x, y = _blobs(n=100)
     model, params = _model_and_params(dropout=0.2)
-    train._COMPILED.clear()
+    train.clear_compile_cache()
     fast = _fit(model, params, x, y, steps=23)  # 6 steps per epoch: 3 full epochs + 5 steps
-    programs = [k[0] for k in train._COMPILED]
-    assert sorted((p[6], p[7]) for p in programs) == [(5, 1), (6, 3)]  # (steps, epochs)
+    segments = [train.plan(100, 16, steps=23).segments()]
+    assert segments == [[train.Segment(0, 3, 6), train.Segment(3, 1, 5)]]
+    programs = [k for k in _programs.cached_programs() if k.kind == "fit"]
+    assert len(programs) == 2  # one program for the 3 full epochs, one for the partial epoch
     slow = _fit(model, params, x, y, steps=23, callbacks=[lambda epoch, logs, params: None])
     assert fast.steps == slow.steps == 23 and fast.epochs == slow.epochs == 4
     assert fast.history["loss"] == slow.history["loss"]
@@ -432,3 +466,205 @@ def test_nan_guard_inside_a_multi_epoch_program_matches_per_epoch_calls():
     assert fast.epochs == slow.epochs and len(fast.history["loss"]) == fast.epochs
     np.testing.assert_array_equal(fast.history["loss"], slow.history["loss"])  # NaN == NaN here
     assert _leaves_equal(fast.params, slow.params)
+
+
+# ------------------------------------------------------- sequences of calls (issue 11's nine)
+
+def test_reused_early_stopping_starts_afresh_in_each_fit():
+    # A sweep builds its callback list once. The second fit (another model) must not compare with
+    # the first run's best nor hand back the first run's params: it equals a fit with a new object.
+    x, y = _blobs(n=60, seed=3)
+    xv, yv = _blobs(n=60, seed=4)
+    stopper = train.EarlyStopping("val_loss", patience=2)
+    kw = dict(epochs=40, batch_size=8, optimizer=optax.adam(5e-2), validation_data=(xv, yv))
+    _fit(*_model_and_params(), x, y, callbacks=[stopper], **kw)
+    small = nn.mlp((7,), 3)
+    _, small_params = small.init(jax.random.key(5), (5,))
+    reused = _fit(small, small_params, x, y, callbacks=[stopper], **kw)
+    fresh = _fit(small, small_params, x, y, callbacks=[train.EarlyStopping("val_loss",
+                                                                           patience=2)], **kw)
+    chex.assert_trees_all_equal(reused.params, fresh.params)
+    assert reused.history == {k: v for k, v in fresh.history.items()} or \
+        reused.history["val_loss"] == fresh.history["val_loss"]
+    assert reused.epochs == fresh.epochs
+
+
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", losses.softmax_cross_entropy])
+def test_one_hot_loss_gets_fitting_metrics_and_checks_by_name_or_function(loss):
+    x, y = _blobs()
+    y1 = np.eye(3, dtype=np.float32)[y]
+    model, params = _model_and_params()
+    result = _fit(model, params, x, y1, loss=loss, validation_data=(x, y1), epochs=10)
+    assert result.history["val_accuracy"][-1] >= 0.9
+    metrics = train.evaluate(model.apply, result.params, x, y1, loss=loss)
+    integer = train.evaluate(model.apply, result.params, x, y)
+    assert metrics["accuracy"] == integer["accuracy"]
+    with pytest.raises(ValueError, match="class probabilities in \\[0, 1\\]"):
+        _fit(model, params, x, 2 * y1, loss=loss)
+
+
+def test_sigmoid_loss_gets_binary_accuracy_and_integer_loss_function_keeps_label_checks():
+    x, y = _blobs(k=2)
+    model = nn.mlp((16,), 1)
+    _, params = model.init(jax.random.key(0), (5,))
+    yb = y[:, None].astype(np.float32)
+    result = _fit(model, params, x, yb, loss=losses.sigmoid_binary_cross_entropy,
+                  validation_data=(x, yb), epochs=10)
+    logits = np.asarray(model.apply(result.params, x))
+    # float32 mean inside the evaluator against a float64 one here
+    assert result.history["val_accuracy"][-1] == pytest.approx(np.mean((logits > 0) == (yb > 0.5)),
+                                                               rel=1e-6)
+    m, p = _model_and_params()
+    with pytest.raises(ValueError, match="but `n_classes` is 3"):
+        _fit(m, p, x, y + 3, loss=losses.softmax_cross_entropy_with_integer_labels)
+    plain = _fit(m, p, x, y, loss=losses.softmax_cross_entropy_with_integer_labels,
+                 validation_data=(x, y), epochs=1)
+    assert "val_accuracy" in plain.history
+
+
+def test_fit_many_leaves_the_callers_hyperparameter_arrays_alive():
+    x, y = _blobs()
+    model = nn.mlp((16,), 3)
+    keys = jax.random.split(jax.random.key(0), 2)
+    lrs = jnp.array([0.01, 0.1])
+    train.fit_many(model.apply, _stack(model, keys), x, y, loss=CE,
+                   optimizer=optax.inject_hyperparams(optax.sgd)(learning_rate=0.1), keys=keys,
+                   batch_size=16, epochs=1, hyperparams={"learning_rate": lrs})
+    np.testing.assert_array_equal(np.asarray(lrs), np.array([0.01, 0.1], np.float32))
+
+
+def test_params_given_to_callbacks_stay_valid_after_the_epoch():
+    x, y = _blobs()
+    model, params = _model_and_params()
+    snapshots = []
+    result = _fit(model, params, x, y, epochs=3,
+                  callbacks=[lambda epoch, logs, p: snapshots.append(p)])
+    host = [jax.tree_util.tree_map(np.asarray, s) for s in snapshots]  # deleted buffers raise
+    assert len(host) == 3 and not _leaves_equal(host[0], host[1])
+    chex.assert_trees_all_equal(host[-1], jax.tree_util.tree_map(np.asarray, result.params))
+
+
+def test_nan_guard_covers_the_optimizer_state():
+    # Inputs of 1e20 make the gradient ~1e20: Adam's nu = g^2 overflows to inf while its update
+    # mu / (sqrt(nu) + eps) is 0, so params and loss stay finite and training would freeze
+    # silently. The guard must stop at the first step and name it.
+    x = np.full((8, 2), 1e20, np.float32)
+    y = np.zeros((8, 1), np.float32)
+
+    def apply(params, xb):
+        return xb @ params["w"]
+
+    def loss(out, t):
+        return out[:, 0] - t[:, 0]
+
+    params = {"w": jnp.full((2, 1), 1e-19)}
+    with pytest.warns(RuntimeWarning, match="optimizer state"):
+        result = train.fit(apply, params, x, y, loss=loss, optimizer=optax.adam(1e-3),
+                           key=jax.random.key(0), batch_size=8, steps=10)
+    assert result.steps == 0 and "step 0" in result.stop_reason
+    chex.assert_tree_all_finite(result.opt_state)
+
+
+def test_compiled_programs_key_on_the_trace_context():
+    # A program compiled under the default matmul precision must not be reused inside
+    # jax.default_matmul_precision("highest") (on a GPU that would silently mean TF32).
+    x, y = _blobs()
+    model, params = _model_and_params()
+    opt = optax.adam(1e-2)  # the same object: programs are keyed on it
+    train.clear_compile_cache()
+    _fit(model, params, x, y, epochs=1, optimizer=opt)
+    _fit(model, params, x, y, epochs=1, optimizer=opt)
+    assert len([k for k in _programs.cached_programs() if k.kind == "fit"]) == 1
+    with jax.default_matmul_precision("highest"):
+        _fit(model, params, x, y, epochs=1, optimizer=opt)
+    keys = [k for k in _programs.cached_programs() if k.kind == "fit"]
+    assert len(keys) == 2 and keys[0].context != keys[1].context
+
+
+def test_compile_cache_is_bounded_and_clearing_it_frees_user_functions():
+    import gc
+    import weakref
+
+    x, y = _blobs()
+    _, params = _model_and_params()
+    model = nn.mlp((16,), 3)
+
+    def apply(p, xb):
+        return model.apply(p, xb)
+
+    ref = weakref.ref(apply)
+    train.fit(apply, params, x, y, loss=CE, optimizer=optax.sgd(0.1), key=jax.random.key(0),
+              batch_size=16, epochs=1)
+    del apply
+    gc.collect()
+    assert ref() is not None  # kept alive by the cache, as documented
+    train.clear_compile_cache()
+    gc.collect()
+    assert ref() is None
+    assert _programs.MAX_PROGRAMS == 64
+
+
+# ------------------------------------------------------------------ what Keras users expect
+
+def _hand_weighted_gd(model, params, x, y, w, lr, n_steps):
+    def objective(p):
+        per = losses.softmax_cross_entropy_with_integer_labels(model.apply(p, x), y)
+        return jnp.sum(per * w) / x.shape[0]
+
+    p = params
+    for _ in range(n_steps):
+        p = jax.tree_util.tree_map(lambda a, g: a - lr * g, p, jax.grad(objective)(p))
+    return p
+
+
+def test_sample_and_class_weights_equal_the_weighted_objective():
+    # Full batch: every step sees all samples, so fit must equal gradient descent on
+    # sum_i w_i loss_i / n up to float32 summation order (1e-5).
+    x, y = _blobs(n=64)
+    model, params = _model_and_params()
+    w = np.linspace(0.0, 2.0, 64).astype(np.float32)
+    kw = dict(batch_size=64, steps=15, optimizer=optax.sgd(0.1))
+    weighted = _fit(model, params, x, y, sample_weight=w, **kw)
+    chex.assert_trees_all_close(weighted.params,
+                                _hand_weighted_gd(model, params, x, y, w, 0.1, 15),
+                                rtol=1e-4, atol=1e-5)
+    by_class = _fit(model, params, x, y, class_weight={0: 3.0, 1: 1.0, 2: 0.0}, **kw)
+    as_samples = _fit(model, params, x, y,
+                      sample_weight=np.array([3.0, 1.0, 0.0], np.float32)[y], **kw)
+    chex.assert_trees_all_equal(by_class.params, as_samples.params)
+    unweighted = _fit(model, params, x, y, **kw)
+    assert not _leaves_equal(by_class.params, unweighted.params)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(sample_weight=np.ones(5, np.float32)), ValueError, r"shape \(120,\)"),
+    (dict(sample_weight=-np.ones(120, np.float32)), ValueError, "must be >= 0"),
+    (dict(sample_weight=np.ones(120, np.int32)), TypeError, "floating dtype"),
+    (dict(class_weight={0: 1.0}), ValueError, r"no weight for classes \[1, 2\]"),
+    (dict(class_weight=[1.0, 2.0]), ValueError, "sequence of 3 weights"),
+    (dict(class_weight={0: 1.0, 1: 1.0, 2: 1.0, 7: 1.0}), ValueError, "class 7"),
+])
+def test_bad_weights_are_refused(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        _fit(_MODEL, _PARAMS, _X, _Y, epochs=1, **kwargs)
+
+
+def test_optimizer_receives_the_loss_value_for_reduce_on_plateau():
+    # With a learning rate of 0 the loss never improves: reduce_on_plateau must see the values
+    # (passed as value=) and cut its scale; without value= optax raises.
+    x, y = _blobs()
+    model, params = _model_and_params()
+    opt = optax.chain(optax.sgd(0.0),
+                      optax.contrib.reduce_on_plateau(patience=2, factor=0.5, cooldown=0,
+                                                      accumulation_size=1))
+    result = _fit(model, params, x, y, optimizer=opt, epochs=2)
+    assert float(result.opt_state[1].scale) < 1.0
+
+
+def test_plan_segments():
+    p = train.plan(100, 16, steps=23)
+    assert (p.steps_per_epoch, p.total_steps, p.n_epochs) == (6, 23, 4)
+    assert p.segments(per_epoch=True) == [(0, 1, 6), (1, 1, 6), (2, 1, 6), (3, 1, 5)]
+    assert p.segments(2) == [(2, 1, 6), (3, 1, 5)]
+    assert p.segments(4) == []
+    assert train.plan(96, 16, epochs=2).segments() == [(0, 2, 6)]
