@@ -223,6 +223,9 @@ def from_nnx(model: Any) -> tuple[StatefulApply, Params]:
         return nnx.merge_state(params, rest)
 
     def apply_train(params, rest, x, *, key=None):
+        # Fresh Variable objects in the current trace (the ones passed in may belong to an outer
+        # scan or grad trace, where nnx forbids mutation).
+        params, rest = jax.tree_util.tree_map(lambda a: a, (params, rest))
         module = nnx.merge(graphdef, rngs_from(key), merge(params, rest))
         module.train()
         out = module(x)

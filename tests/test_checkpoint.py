@@ -389,3 +389,14 @@ def test_sigkill_then_resume_is_bitwise_equal_with_early_stopping_and_keep_best(
     assert resumed.files == plain.files and len(plain.files) > 1
     for name in plain.files:
         np.testing.assert_array_equal(resumed[name], plain[name])
+
+
+def test_only_process_zero_writes(tmp_path, monkeypatch):
+    model, params, x, y = _setup()
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    ckpt = checkpoint.Checkpoint(str(tmp_path / "p1"))
+    _fit(model, params, x, y, epochs=2, callbacks=[ckpt])
+    assert ckpt.last_path is None and not (tmp_path / "p1").exists()
+    monkeypatch.setattr(jax, "process_index", lambda: 0)
+    _fit(model, params, x, y, epochs=2, callbacks=[ckpt])
+    assert len(checkpoint.list_checkpoints(str(tmp_path / "p1"))) == 2
