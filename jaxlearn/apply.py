@@ -152,9 +152,20 @@ def from_linen(module: Any, *, train_kwarg: str | None = None,
 
     Example (BatchNorm)::
 
-        >>> variables = module.init(jax.random.key(0), x[:1])   # params and batch_stats
-        >>> apply = jl.from_linen(module, train_kwarg="train")
-        >>> result = jl.fit(apply, variables, x, y, ...)         # result.params: both collections
+        >>> import flax.linen as linen
+        >>> class Net(linen.Module):
+        ...     @linen.compact
+        ...     def __call__(self, x, train=False):
+        ...         x = linen.BatchNorm(use_running_average=not train)(linen.Dense(8)(x))
+        ...         return linen.Dense(2)(x)
+        >>> x, y = jnp.ones((32, 4)), jnp.zeros(32, jnp.int32)
+        >>> variables = Net().init(jax.random.key(0), x[:1])     # params and batch_stats
+        >>> apply = jl.from_linen(Net(), train_kwarg="train")
+        >>> result = jl.fit(apply, variables, x, y, optimizer=optax.sgd(0.1),
+        ...                 loss="softmax_cross_entropy_with_integer_labels",
+        ...                 key=jax.random.key(1), batch_size=8, epochs=1)
+        >>> sorted(result.params)                                 # both collections come back
+        ['batch_stats', 'params']
     """
     negated = train_kwarg in ("deterministic", "use_running_average")
 

@@ -27,7 +27,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import serialization
 
 from jaxlearn import _checks
@@ -197,18 +196,17 @@ def as_callback(cb, i: int) -> Callback:
 
 
 class _Duck(Callback):
-    """An object with some of the hooks (not a :class:`Callback` subclass)."""
+    """An object with some of the hooks (not a :class:`Callback` subclass): its own hooks are
+    called, the missing ones are the base class's no-ops."""
 
     def __init__(self, obj):
         self.obj = obj
         self.reads_params = getattr(obj, "reads_params", True)
         self.affects_result = getattr(obj, "affects_result", False)
-
-    def __getattribute__(self, name):
-        if name in ("obj", "reads_params", "affects_result"):
-            return object.__getattribute__(self, name)
-        own = getattr(object.__getattribute__(self, "obj"), name, None)
-        return own if own is not None else object.__getattribute__(self, name)
+        for hook in ("on_train_begin", "on_epoch_end", "on_state", "on_train_end", "state_dict",
+                     "load_state_dict", "settings"):
+            if hasattr(obj, hook):
+                setattr(self, hook, getattr(obj, hook))
 
 
 def state_key(i: int, cb: Callback) -> str:
@@ -216,9 +214,14 @@ def state_key(i: int, cb: Callback) -> str:
     return f"{i}:{type(inner).__name__}"
 
 
+def uses_state(cb: Callback) -> bool:
+    """Whether ``cb`` has an ``on_state`` hook of its own (it then receives the TrainState)."""
+    return (type(cb).on_state is not Callback.on_state) or "on_state" in vars(cb)
+
+
 def collect_states(callbacks) -> dict[str, Any]:
-    return {state_key(i, cb): cb.state_dict() for i, cb in enumerate(callbacks)
-            if cb.state_dict()}
+    states = {state_key(i, cb): cb.state_dict() for i, cb in enumerate(callbacks)}
+    return {k: v for k, v in states.items() if v}
 
 
 def restore_states(callbacks, states: Mapping[str, Any], params) -> None:
@@ -226,7 +229,3 @@ def restore_states(callbacks, states: Mapping[str, Any], params) -> None:
         data = states.get(state_key(i, cb))
         if data:
             cb.load_state_dict(data, params)
-
-
-def all_finite_host(tree) -> bool:
-    return all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree_util.tree_leaves(tree))

@@ -117,7 +117,8 @@ def fingerprint(*, params, model_state, optimizer, loss_fn, penalty, data, batch
 
 def describe_callback(cb) -> str:
     settings = getattr(cb, "settings", None)
-    return f"{type(cb).__name__}{settings() if callable(settings) else ''}"
+    name = type(getattr(cb, "obj", cb)).__name__  # a wrapped duck-typed callback: its own class
+    return f"{name}{settings() if callable(settings) else ''}"
 
 
 _WHAT = {"model": "a model of other structure or shapes", "model_state": "other model state",

@@ -64,6 +64,7 @@ from jaxlearn.callbacks import (
     as_callback,
     collect_states,
     restore_states,
+    uses_state,
 )
 from jaxlearn.evaluation import (
     as_metric_dict,
@@ -345,7 +346,7 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
     state = _initial_state(spec, params, key, sched, cbs, where, resume_from)
     per_epoch = bool(cbs) or spec.validation is not None
     donate = not any(cb.reads_params for cb in cbs)
-    data = where.data(tuple(a if a is None else np.asarray(a) for a in spec.data))
+    data = where.data(spec.data)
     carry = Carry(state.params, state.opt_state, state.model_state, where.state(np.int32(-1)))
     t0 = time.perf_counter()
     programs = {}
@@ -378,8 +379,7 @@ def _initial_state(spec, params, key, sched, cbs, where, resume_from) -> TrainSt
     trainable, model_state = spec.model.split(params)
     opt_state = spec.optimizer.init(trainable)
     meta = {}
-    wants_state = resume_from is not None or any(
-        type(cb).on_state is not Callback.on_state for cb in cbs)
+    wants_state = resume_from is not None or any(uses_state(cb) for cb in cbs)
     if wants_state:
         meta = {"fingerprint": fingerprint(
             params=trainable, model_state=model_state, optimizer=spec.optimizer,
@@ -409,7 +409,7 @@ def _run(spec, sched, state, carry, data, programs, evaluator, cbs, where, per_e
          compile_time) -> FitResult:
     """The loop: run each program call, then per epoch record, validate, call back, stop."""
     start = time.perf_counter()
-    stateful = [cb for cb in cbs if type(cb).on_state is not Callback.on_state]
+    stateful = [cb for cb in cbs if uses_state(cb)]
     for seg in state_segments(sched, state, per_epoch):
         t = time.perf_counter()
         carry, values = programs[seg[1:]](carry, data, state.key, where.scalar(seg.first),
@@ -523,7 +523,7 @@ def fit_many(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: st
     if hyperparams:
         opt_state = _set_hyperparams(opt_state, hyperparams, n_models, where)
     carry = Carry(trainable, opt_state, model_state, jnp.full((n_models,), -1, jnp.int32))
-    data = where.data(tuple(a if a is None else np.asarray(a) for a in spec.data))
+    data = where.data(spec.data)
     segments = sched.segments(0, per_epoch=progress)
 
     t0 = time.perf_counter()
