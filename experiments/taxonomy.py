@@ -1,6 +1,14 @@
 """Taxonomy-driven training classes after Esteva et al. 2017: partition a class tree with uneven
 class sizes into training classes, train on them, sum their probabilities into the inference
-classes, and score each inference class against the rest by ROC / AUC."""
+classes, and score each inference class against the rest by ROC / AUC.
+
+Thresholds come from the paper: Esteva et al. (Nature 542, 2017) report that training on the
+partition's 757 fine classes and summing beats training on the 3 inference classes directly
+(three-way accuracy 72.1 +- 0.9% against 69.4 +- 0.8%, mean +- sd; nine-way 55.4 +- 1.7% against
+48.9 +- 1.9%). The claim checked is the direction of that effect ("partitioned - direct > 0"),
+paired over the same seeds and data, with >= 10 seeds in full mode; whether it holds on our data
+is a finding, reported with its interval. The aggregation's rows summing to 1 is a sanity check
+(true by construction)."""
 
 from __future__ import annotations
 
@@ -12,13 +20,17 @@ from matplotlib.figure import Figure
 
 import jaxlearn as jl
 from experiments import transfer
+from jaxlearn import report, stats
 from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table
 
 CLAIM = ("Training on the classes chosen by Esteva et al.'s partition algorithm (subtrees of at "
          "most max_class_size samples) and summing their probabilities over each inference "
-         "node gives valid inference probabilities (rows sum to 1) and binary-task AUCs no worse "
-         "than training on the inference classes directly (mean AUC over the 3 nodes within "
-         "0.01, or better).")
+         "node gives valid inference probabilities and beats training on the inference classes "
+         "directly (Esteva et al. 2017: three-way accuracy 72.1% against 69.4%).")
+
+# Esteva et al. 2017: three-way accuracy (mean of per-class accuracies), mean +- sd.
+ESTEVA = {"partitioned": (0.721, 0.009), "direct": (0.694, 0.008)}
+MIN_FULL_SEEDS = 10
 
 # MNIST-1D digits grouped by shape; the training counts are made uneven by subsampling.
 COUNTS = {"0": 400, "8": 60, "6": 250, "9": 40, "1": 400, "4": 120, "7": 30, "2": 200, "3": 80,
@@ -75,8 +87,28 @@ def _render_tree(ax, tree, part):
                  fontsize=10)
 
 
+def _balanced_accuracy(probs, y, n_classes):
+    """Mean over classes of the per-class accuracy (Esteva et al.'s "accuracy")."""
+    pred = np.asarray(jnp.argmax(probs, axis=1))
+    return float(np.mean([np.mean(pred[y == c] == c) for c in range(n_classes)]))
+
+
+def _finding(acc_diff) -> str:
+    """The finding in words, from where the paired interval lies."""
+    verdict = stats.verdict(stats.estimate(acc_diff), ">", 0.0)
+    if verdict == "holds":
+        return "here too the partition beats direct training, as the paper found."
+    if verdict == "does not hold":
+        return ("here direct training is better: the paper's effect does not carry over to 10 "
+                "MNIST-1D digits trained from scratch (a finding about the setting, not a "
+                "failure of the software).")
+    return ("here the interval of the paired difference contains 0: at this number of seeds the "
+            "partition neither beats nor loses to direct training beyond seed noise.")
+
+
 def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
     steps = 400 if quick else 800
+    seeds = seeds if quick else max(seeds, MIN_FULL_SEEDS)
     data = jl.data.load_mnist1d()
     leaf_names = jl.taxonomy.leaves(TREE)
     digit_to_leaf = np.array([leaf_names.index(str(d)) for d in range(10)], np.int32)
@@ -95,7 +127,7 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
                                    jl.taxonomy.aggregation_matrix(TREE, leaves_part,
                                                                   list(INFERENCE)))}
     keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(32), s))(jnp.arange(seeds))
-    auc, roc, max_dev = {}, {}, 0.0
+    auc, roc, acc, max_dev = {}, {}, {}, 0.0
     for i, (name, (label_of_leaf, matrix)) in enumerate(arms.items()):
         n_classes = matrix.shape[0]
         model = jl.nn.serial(transfer.backbone(), jl.nn.dense(n_classes))
@@ -107,10 +139,11 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
                              batch_size=BATCH_SIZE, steps=steps)
         logits = jax.vmap(lambda p, model=model: jl.predict(model.apply, p, x_test))(
             result.params)                                            # [seeds, n_test, K]
-        auc[name], roc[name] = [], []
+        auc[name], roc[name], acc[name] = [], [], []
         for s in range(seeds):
             probs = jl.taxonomy.aggregate(jax.nn.softmax(logits[s], axis=-1), matrix)
             max_dev = max(max_dev, float(jnp.max(jnp.abs(jnp.sum(probs, axis=1) - 1.0))))
+            acc[name].append(_balanced_accuracy(probs, np.asarray(y_inf_test), len(INFERENCE)))
             tasks = [jl.taxonomy.binary_task(probs, y_inf_test, positive=(j,))
                      for j in range(len(INFERENCE))]
             auc[name].append([t.auc for t in tasks])
@@ -120,8 +153,17 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
             progress(i + 1, len(arms))
     auc = {k: np.asarray(v) for k, v in auc.items()}                  # [seeds, 3]
     mean_auc = {k: v.mean(1) for k, v in auc.items()}                 # [seeds]
-    diff = mean_auc["partitioned"] - mean_auc["direct (3 inference classes)"]
-    leaves_diff = mean_auc["leaves (10 digits)"] - mean_auc["direct (3 inference classes)"]
+    direct = "direct (3 inference classes)"
+    diff = mean_auc["partitioned"] - mean_auc[direct]
+    leaves_diff = mean_auc["leaves (10 digits)"] - mean_auc[direct]
+    acc = {k: np.asarray(v) for k, v in acc.items()}                  # [seeds]
+    acc_diff = acc["partitioned"] - acc[direct]
+    esteva_effect = ESTEVA["partitioned"][0] - ESTEVA["direct"][0]
+    # sd of a difference of two independent means with the paper's sds
+    esteva_sd = float(np.hypot(ESTEVA["partitioned"][1], ESTEVA["direct"][1]))
+    source = "Esteva et al. 2017 (partition beats direct: 72.1 +- 0.9% vs 69.4 +- 0.8%)"
+    our_setting = ("MNIST-1D digits in a 10-leaf tree, CNN from scratch; the paper: 129,450 "
+                   "skin images, 757 training classes, Inception v3 pretrained on ImageNet")
 
     fig = Figure(figsize=(12, 4.6), layout="constrained")
     ax_tree, *ax_roc = fig.subplots(1, 4, gridspec_kw={"width_ratios": [1.3, 1, 1, 1]})
@@ -138,9 +180,9 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
                  "the aggregated probabilities on the test set")
 
     rows = [(name, *(fmt_mean_sd(auc[name][:, j]) for j in range(len(INFERENCE))),
-             fmt_mean_sd(mean_auc[name])) for name in arms]
+             fmt_mean_sd(mean_auc[name]), fmt_mean_sd(acc[name])) for name in arms]
     table = markdown_table(("trained on", *(f"AUC {n} vs rest" for n in INFERENCE),
-                            "mean AUC"), rows)
+                            "mean AUC", "3-way accuracy"), rows)
     part_rows = [(c, size, "yes" if size > MAX_CLASS_SIZE else "")
                  for c, size in zip(part.classes, part.sizes)]
     part_table = markdown_table(("training class", "training signals",
@@ -148,10 +190,21 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
     return Outcome(
         name="taxonomy", claim=CLAIM,
         checks=[Check("max |sum of aggregated probabilities - 1| (all arms, seeds, test rows)",
-                      max_dev, "<=", 1e-5),
-                Check("mean AUC: partitioned - direct (mean over seeds)", float(diff.mean()),
-                      ">=", -0.01)],
+                      max_dev, "<=", 1e-5, exact=True,
+                      source="construction (sanity): a 0/1 matrix with one 1 per row applied to "
+                             "a softmax; 1e-5 is float32 rounding"),
+                Check.sample("3-way accuracy: partitioned - direct (paired over seeds)", acc_diff,
+                             ">", 0.0, source=source),
+                Check.sample("mean AUC: partitioned - direct (paired over seeds)", diff, ">", 0.0,
+                             source="the same claim on the binary tasks (Esteva et al. score "
+                                    "each task by AUC)")],
+        literature=[report.literature_row(
+            "Esteva et al. 2017", "3-way accuracy: partitioned - direct", esteva_effect, acc_diff,
+            spread=esteva_sd, note=our_setting + "; published sd of the difference assumes "
+                                                 "independent runs")],
         numbers={"auc": {k: v.tolist() for k, v in auc.items()},
+                 "balanced_accuracy": {k: v.tolist() for k, v in acc.items()},
+                 "accuracy_partitioned_minus_direct": acc_diff.tolist(),
                  "mean_auc": {k: v.tolist() for k, v in mean_auc.items()},
                  "auc_partitioned_minus_direct": diff.tolist(),
                  "auc_leaves_minus_direct": leaves_diff.tolist(),
@@ -173,10 +226,11 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
                "'tailed' (6, 9) and 'curvy' (2, 3, 5) whole and splits 'round' and 'straight'; "
                "digits 0 and 1 alone exceed max_class_size and become their own (oversized) "
                "classes, as the algorithm allows. The 'leaves' arm (every digit its own class) is "
-               "the finest partition. Finding: mean AUC partitioned - direct = "
-               f"{diff.mean():+.3f} (leaves - direct "
-               f"{leaves_diff.mean():+.3f}"
-               "): unlike Esteva et al., who found that fine training classes helped (757 "
-               "classes, an ImageNet-pretrained network), here finer classes neither help nor "
-               "hurt beyond seed noise; the aggregation itself is exact (rows sum to 1)."
-               + (" Quick mode: 400 steps." if quick else "")))
+               "the finest partition. Finding (paired over the same seeds): 3-way accuracy "
+               f"partitioned - direct = {stats.estimate(acc_diff)}, mean AUC partitioned - "
+               f"direct = {stats.estimate(diff)} (leaves - direct "
+               f"{stats.estimate(leaves_diff)}). Esteva et al. found +2.7 points with 757 "
+               "classes and an ImageNet-pretrained network; " + _finding(acc_diff)
+               + " The aggregation itself is exact."
+               + (f" Quick mode: 400 steps and {seeds} seeds, too few for a decisive interval; "
+                  f"full mode uses at least {MIN_FULL_SEEDS}." if quick else "")))

@@ -67,3 +67,80 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+def _outcome_with_figures(name, n_figures):
+    from matplotlib.figure import Figure
+    figures = {}
+    for i in range(n_figures):
+        fig = Figure()
+        fig.subplots().plot([0, 1], [0, i])
+        figures[f"fig{i}"] = fig
+    return report.Outcome(name, "c", [report.Check("a", 1.0, ">=", 0.0)], figures=figures)
+
+
+def test_render_figures_moves_each_figure_to_a_png_once(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    renders, render = [], report._figure_png
+
+    def counting_render(fig):
+        renders.append(fig)
+        return render(fig)
+
+    monkeypatch.setattr(report, "_figure_png", counting_render)
+    first, second = _outcome_with_figures("a", 2), _outcome_with_figures("b", 1)
+    paths = report.render_figures(first, str(tmp_path))
+    assert sorted(paths) == ["a/fig0", "a/fig1"] and len(renders) == 2
+    assert first.figures == {} and list(first.pngs) == ["fig0", "fig1"]
+    assert (tmp_path / "a_fig1.png").read_bytes() == first.pngs["fig1"]
+    assert first.pngs["fig0"].startswith(b"\x89PNG")
+    # Rewriting the report after the second experiment renders only its figure.
+    report.write_report([first], str(tmp_path))
+    report.write_report([first, second], str(tmp_path))
+    assert len(renders) == 3
+    assert report.render_figures(first, str(tmp_path)) == {}
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert [e["figures"] for e in data["experiments"]] == [["fig0", "fig1"], ["fig0"]]
+    assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") == 3
+
+
+def test_write_report_writes_stored_pngs_into_another_folder(tmp_path):
+    pytest.importorskip("matplotlib")
+    outcome = _outcome_with_figures("a", 1)
+    report.render_figures(outcome, str(tmp_path / "first"))
+    paths = report.write_report([outcome], str(tmp_path / "second"))
+    assert open(paths["a/fig0"], "rb").read() == outcome.pngs["fig0"]
+
+
+def test_checks_over_seeds_are_judged_by_their_interval():
+    holds = report.Check.sample("acc", [0.70, 0.72, 0.71], ">=", 0.6, source="lecture")
+    straddles = report.Check.sample("acc", [0.58, 0.62, 0.61], ">=", 0.6)
+    fails = report.Check.sample("acc", [0.50, 0.52, 0.51], ">=", 0.6)
+    assert (holds.verdict, straddles.verdict, fails.verdict) == (
+        "holds", "inconclusive", "does not hold")
+    assert straddles.value == pytest.approx(0.6033333) and not straddles.passed
+    assert report.Outcome("e", "c", [holds, straddles]).verdict == "inconclusive"
+    assert report.Outcome("e", "c", [holds, straddles, fails]).verdict == "does not hold"
+    d = holds.as_dict()
+    assert d["n"] == 3 and d["ci"][0] < 0.71 < d["ci"][1] and d["source"] == "lecture"
+    assert "[" in holds.measured() and "n=3" in holds.measured()
+    assert report.Check("sum - 1", 1e-7, "<=", 1e-5, exact=True).measured().endswith("(exact)")
+    assert report.Check("acc", 0.7, ">=", 0.6).kind == "single"
+
+
+def test_literature_rows_compare_published_figures_with_our_interval(tmp_path):
+    with_sd = report.literature_row("Esteva 2017", "3-way accuracy", 0.721, [0.70, 0.72, 0.73],
+                                    spread=0.009, note="MNIST-1D, not skin images")
+    no_sd = report.literature_row("Greydanus 2020", "MLP accuracy", 0.68, [0.66, 0.67, 0.69])
+    far = report.literature_row("Greydanus 2020", "CNN accuracy", 0.94, [0.80, 0.81, 0.82])
+    one = report.literature_row("Greydanus 2020", "CNN accuracy", 0.94, [0.93])
+    assert (with_sd["within"], no_sd["within"], far["within"], one["within"]) == (
+        "yes", "yes", "no", "n/a")
+    o = report.Outcome("e", "c", [report.Check("x", 1.0, ">=", 0.0)],
+                       literature=[with_sd, no_sd])
+    report.write_report([o], str(tmp_path))
+    md = (tmp_path / "report.md").read_text()
+    assert "## Against the literature" in md and "MNIST-1D, not skin images" in md
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert [r["source"] for r in data["literature"]] == ["Esteva 2017", "Greydanus 2020"]
+    assert data["literature"][0]["experiment"] == "e"
