@@ -9,6 +9,7 @@ import optax
 from matplotlib.figure import Figure
 
 import jaxlearn as jl
+from jaxlearn import report
 from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table, mean_sd
 
 CLAIM = ("On MNIST-1D (4000 training signals of length 40, 10 classes) the inductive bias of the "
@@ -25,6 +26,12 @@ QUICK_STEPS = 1600    # 40 epochs: a whole number of epochs, so fit compiles one
 
 # Test accuracy published in Greydanus 2020 (MNIST-1D paper, table 1).
 PUBLISHED = {"logistic regression": 0.32, "MLP": 0.68, "CNN": 0.94}
+# "Reproduces these numbers": our mean within this practical margin of the published figure
+# (the paper gives no spread); checked in full mode, which runs the published recipe.
+MARGIN = 0.03
+# One optimizer object for every run: fit's compiled programs are keyed on it, so the seeds of a
+# model share one compilation.
+OPTIMIZER = optax.adam(LEARNING_RATE)
 
 
 def reference_models() -> dict[str, jl.nn.Layer]:
@@ -49,7 +56,7 @@ def train_reference(model: jl.nn.Layer, key, data, steps: int, **fit_kwargs):
     k_init, k_fit = jax.random.split(key)
     _, params0 = model.init(k_init, (40,))
     result = jl.fit(model.apply, params0, data.x_train, data.y_train, loss=CE,
-                    optimizer=optax.adam(LEARNING_RATE), key=k_fit, batch_size=BATCH_SIZE,
+                    optimizer=OPTIMIZER, key=k_fit, batch_size=BATCH_SIZE,
                     steps=steps, **fit_kwargs)
     return params0, result
 
@@ -88,7 +95,7 @@ def _curves(ax, names, curves, steps_per_epoch):
 
 def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
     steps = QUICK_STEPS if quick else STEPS
-    n_seeds = 1 if quick else seeds
+    n_seeds = seeds
     data = jl.data.load_mnist1d()
     models = reference_models()
     names = list(models)
@@ -117,23 +124,34 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
     _curves(fig_curves.subplots(), names, curves, steps_per_epoch)
     fig_curves.suptitle("MNIST-1D: the CNN learns fastest and furthest")
 
-    # Full recipe: the thresholds of the brief around the published numbers. Quick mode trains
-    # 1600 instead of 6000 steps with one seed, so its thresholds are looser (see notes).
-    lo_logistic, min_mlp, min_cnn = (0.25, 0.58, 0.85) if quick else (0.29, 0.62, 0.91)
+    # Ordering: paired over seeds (seed s draws the init and shuffling of every model).
+    paper = "Greydanus 2020, table 1"
     checks = [
-        Check("logistic regression accuracy (mean)", mean["logistic regression"], ">=",
-              lo_logistic),
-        Check("logistic regression accuracy (mean)", mean["logistic regression"], "<=", 0.35),
-        Check("MLP accuracy (mean)", mean["MLP"], ">=", min_mlp),
-        Check("CNN accuracy (mean)", mean["CNN"], ">=", min_cnn),
-        Check("MLP minus logistic regression (mean accuracy)",
-              mean["MLP"] - mean["logistic regression"], ">", 0.0),
-        Check("CNN minus MLP (mean accuracy)", mean["CNN"] - mean["MLP"], ">", 0.0),
+        Check.sample("MLP - logistic regression accuracy (paired over seeds)",
+                     np.subtract(accs["MLP"], accs["logistic regression"]), ">", 0.0,
+                     source=f"{paper}: 68% > 32%"),
+        Check.sample("CNN - MLP accuracy (paired over seeds)",
+                     np.subtract(accs["CNN"], accs["MLP"]), ">", 0.0,
+                     source=f"{paper}: 94% > 68%"),
     ]
+    if not quick:  # the published recipe: the published numbers, within a practical margin
+        for n in names:
+            checks.append(Check.sample(f"{n} accuracy", accs[n], ">=", PUBLISHED[n] - MARGIN,
+                                       source=f"{paper}: {PUBLISHED[n]:.0%} minus a "
+                                              f"{MARGIN:.0%} practical margin"))
+        checks.append(Check.sample("logistic regression accuracy", accs["logistic regression"],
+                                   "<=", PUBLISHED["logistic regression"] + MARGIN,
+                                   source=f"{paper}: 32% plus a {MARGIN:.0%} practical margin "
+                                          "(a linear model cannot do much better)"))
+    literature = [report.literature_row(
+        paper, f"{n} test accuracy", PUBLISHED[n], accs[n],
+        note=(f"the published recipe ({steps} steps)" if not quick else
+              f"quick mode: {steps} of the recipe's {STEPS} steps, not comparable"))
+        for n in names]
     rows = [(n, n_params[n], fmt_mean_sd(accs[n]), f"{PUBLISHED[n]:.2f}",
              f"{mean[n] - PUBLISHED[n]:+.3f}") for n in names]
     return Outcome(
-        name="mnist1d", claim=CLAIM, checks=checks,
+        name="mnist1d", claim=CLAIM, checks=checks, literature=literature,
         numbers={"test_accuracy": accs, "published": PUBLISHED, "n_params": n_params,
                  "val_accuracy_curves": curves, "steps": steps, "batch_size": BATCH_SIZE,
                  "learning_rate": LEARNING_RATE, "seeds_used": n_seeds,
@@ -146,7 +164,7 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
                "jl.data.load_mnist1d() (the published split); each seed draws the init and the "
                "shuffling. The curves evaluate the test set after every epoch, for display only: "
                "nothing is selected on it, the reported accuracy is that of the last step. "
-               + ("Quick mode: 1600 steps (40 epochs) and one seed whatever `seeds` says, so the "
-                  "absolute thresholds are looser (logistic >= 0.25, MLP >= 0.58, CNN >= 0.85); "
-                  "the ordering logistic < MLP < CNN is checked as in full mode."
+               + ("Quick mode: 1600 steps (40 epochs), fewer than the published recipe, so only "
+                  "the ordering logistic < MLP < CNN is checked (paired over seeds); the full run "
+                  f"also checks each accuracy against the published one (margin {MARGIN:.0%})."
                   if quick else "")))
