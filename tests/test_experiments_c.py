@@ -1,10 +1,12 @@
 """Tests for the experiments mnist1d, data_needs and compute_cost: their private helpers (fast) and
 a quick run of each (slow), whose verdict must be "holds" with the key numbers in range."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from experiment_checks import check_outcome
 
 import jaxlearn as jl
 from experiments import compute_cost, data_needs, mnist1d
@@ -37,8 +39,8 @@ def test_stacked_members_get_their_own_gradients():
     own_grad = jax.jit(jax.grad(lambda p, xb, yb: jnp.mean(ce(model.apply(p, xb), yb))))
     for j in range(2):
         own = own_grad(inits[j], x[:, j], y[:, j])
-        for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(own)):
-            np.testing.assert_allclose(a[j], b, rtol=1e-5, atol=1e-6)
+        member = jax.tree_util.tree_map(lambda a, j=j: a[j], grads)
+        chex.assert_trees_all_close(member, own, rtol=1e-5, atol=1e-6)
 
 
 def test_flops_of_a_matmul_is_2mnk():
@@ -60,12 +62,16 @@ def test_hand_count_of_the_reference_models():
 
 @pytest.mark.slow
 def test_mnist1d_quick_holds():
-    out = mnist1d.run(quick=True, seeds=1)
-    assert out.verdict == "holds", [c.as_dict() for c in out.checks]
+    out = mnist1d.run(quick=True, seeds=2)
+    check_outcome(out, "mnist1d")
     acc = out.numbers["test_accuracy"]
-    assert 0.25 <= acc["logistic regression"][0] <= 0.35
-    assert acc["logistic regression"][0] < acc["MLP"][0] < acc["CNN"][0]
-    assert acc["CNN"][0] >= 0.85
+    for s in range(2):  # measured 0.31-0.33 / 0.63-0.66 / 0.91-0.93 at 1600 steps
+        assert 0.25 <= acc["logistic regression"][s] <= 0.35
+        assert acc["logistic regression"][s] < acc["MLP"][s] < acc["CNN"][s]
+        assert acc["CNN"][s] >= 0.85
+    # the ordering checks are paired over the 2 seeds, with a 95% interval
+    assert [c.estimate.n for c in out.checks] == [2, 2]
+    assert [row["source"] for row in out.literature] == ["Greydanus 2020, table 1"] * 3
     assert out.numbers["n_params"] == {"logistic regression": 410, "MLP": 15210, "CNN": 5210}
     assert len(out.numbers["val_accuracy_curves"]["CNN"][0]) == mnist1d.QUICK_STEPS // 40
     assert set(out.figures) == {"accuracy", "curves"}
@@ -74,7 +80,7 @@ def test_mnist1d_quick_holds():
 @pytest.mark.slow
 def test_data_needs_quick_holds():
     out = data_needs.run(quick=True, seeds=1)
-    assert out.verdict == "holds", [c.as_dict() for c in out.checks]
+    check_outcome(out, "data_needs")
     m1 = out.numbers["MNIST-1D"]["mean_accuracy"]
     assert out.numbers["MNIST-1D"]["sizes"][0] == 10
     for name in ("logistic regression", "MLP", "CNN"):
@@ -87,7 +93,7 @@ def test_data_needs_quick_holds():
 @pytest.mark.slow
 def test_compute_cost_quick_holds():
     out = compute_cost.run(quick=True, seeds=1)
-    assert out.verdict == "holds", [c.as_dict() for c in out.checks]
+    check_outcome(out, "compute_cost")
     models = out.numbers["models"]
     # XLA's count = hand count + bias adds and activations (exact for these layers).
     assert models["logistic regression"]["forward_flops_per_example"] == 810
