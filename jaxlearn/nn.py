@@ -16,7 +16,10 @@ Example — the MNIST-1D reference MLP (40-100-100-10, residual second layer)::
 
     >>> model = mlp((100, 100), 10, activation="relu", residual=True)
     >>> out_shape, params = model.init(jax.random.key(0), (40,))
-    >>> logits = model.apply(params, jnp.zeros((8, 40)))   # [8, 10]
+    >>> out_shape, count_params(params)     # 40*100+100 + 100*100+100 + 100*10+10
+    ((10,), 15210)
+    >>> model.apply(params, jnp.zeros((8, 40))).shape
+    (8, 10)
 """
 
 from __future__ import annotations
@@ -109,7 +112,7 @@ def dense(out_features: int, *, w_init: str = "glorot_uniform", use_bias: bool =
             raise ValueError(f"dense: `x` has shape {tuple(x.shape)} but the layer was initialised "
                              f"for {w.shape[0]} input features (last axis)")
         y = x @ w
-        return y + params["b"] if "b" in params else y
+        return y + jnp.broadcast_to(params["b"], y.shape) if "b" in params else y
 
     return Layer(init, apply)
 
@@ -302,6 +305,30 @@ def dropout(rate: float) -> Layer:
 
 Padding = int | tuple[int, int] | str
 
+# How a convolution is computed: "im2col" (strided slices + one einsum), "xla" (XLA's own
+# convolution, ``lax.conv_general_dilated``) or "auto" (chosen by :func:`conv_impl`).
+CONV_IMPLS = ("auto", "im2col", "xla")
+
+
+def conv_impl(impl: str = "auto", backend: str | None = None) -> str:
+    """The convolution implementation that ``impl`` stands for on ``backend``.
+
+    ``"auto"`` is ``"im2col"`` on CPU, where XLA's convolution is much slower to train with: its
+    backward pass is (``benchmarks/bench_conv.py`` on a 2-core CPU, forward + backward: ~7x slower
+    on the MNIST-1D CNN, ~20x on a 2-D CNN for 28x28 images; XLA's forward pass alone is ~3x
+    faster on the latter). On GPU and TPU it is ``"xla"``, where XLA calls the vendor's
+    convolution kernels (cuDNN) instead of materialising every patch; ``bench_conv.py`` run by
+    ``benchmarks/device_check.sh`` measures that choice. ``backend`` defaults to
+    ``jax.default_backend()``, read when the layer is applied (so at trace time under ``jit``).
+
+    >>> conv_impl("auto", "cpu"), conv_impl("auto", "gpu"), conv_impl("xla", "cpu")
+    ('im2col', 'xla', 'xla')
+    """
+    _checks.check_choice("impl", impl, CONV_IMPLS)
+    if impl != "auto":
+        return impl
+    return "im2col" if (backend or jax.default_backend()) == "cpu" else "xla"
+
 
 def _pad_amounts(padding: Padding, size: int, kernel: int, stride: int, name: str):
     if isinstance(padding, str):
@@ -335,8 +362,10 @@ def _patches(x: Array, axis: int, kernel: int, stride: int, out: int) -> Array:
     return jnp.stack(slices, axis=axis + 1)
 
 
-def _conv(n_spatial: int, out_channels: int, kernel_size, stride, padding, w_init, use_bias):
+def _conv(n_spatial: int, out_channels: int, kernel_size, stride, padding, w_init, use_bias,
+          impl):
     name = f"conv{n_spatial}d"
+    _checks.check_choice("impl", impl, CONV_IMPLS)
     kernel_size = _as_tuple(kernel_size, n_spatial, "kernel_size")
     stride = _as_tuple(stride, n_spatial, "stride")
     if (isinstance(padding, tuple) and n_spatial > 1 and len(padding) == n_spatial
@@ -374,46 +403,57 @@ def _conv(n_spatial: int, out_channels: int, kernel_size, stride, padding, w_ini
             raise ValueError(f"{name}: `x` has shape {tuple(x.shape)} but the layer expects "
                              f"[batch, {'spatial, ' * n_spatial}{w.shape[-2]}] (channels last)")
         pads, outs = out_sizes(x.shape[1:-1], "x")
-        x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
-        # im2col: [batch, o1, k1, (o2, k2,) c_in], then one einsum with the kernel.
-        for d in range(n_spatial):
-            x = _patches(x, 1 + 2 * d, kernel_size[d], stride[d], outs[d])
-        if n_spatial == 1:
-            y = jnp.einsum("nokc,kcf->nof", x, w)
-        else:  # x: [n, oh, kh, ow, kw, c]
-            y = jnp.einsum("nhawbc,abcf->nhwf", x, w)
-        return y + params["b"] if "b" in params else y
+        if conv_impl(impl) == "xla":
+            spec = ("NWC", "WIO", "NWC") if n_spatial == 1 else ("NHWC", "HWIO", "NHWC")
+            y = jax.lax.conv_general_dilated(x, w, stride, pads, dimension_numbers=spec)
+        else:
+            x = jnp.pad(x, [(0, 0), *pads, (0, 0)])
+            # im2col: [batch, o1, k1, (o2, k2,) c_in], then one einsum with the kernel.
+            for d in range(n_spatial):
+                x = _patches(x, 1 + 2 * d, kernel_size[d], stride[d], outs[d])
+            if n_spatial == 1:
+                y = jnp.einsum("nokc,kcf->nof", x, w)
+            else:  # x: [n, oh, kh, ow, kw, c]
+                y = jnp.einsum("nhawbc,abcf->nhwf", x, w)
+        return y + jnp.broadcast_to(params["b"], y.shape) if "b" in params else y
 
     return Layer(init, apply)
 
 
 def conv1d(out_channels: int, kernel_size: int, *, stride: int = 1, padding: Padding = 0,
-           w_init: str = "he_normal", use_bias: bool = True) -> Layer:
-    """1-D convolution (cross-correlation, as in every DL library) by im2col + einsum.
+           w_init: str = "he_normal", use_bias: bool = True, impl: str = "auto") -> Layer:
+    """1-D convolution (cross-correlation, as in every DL library).
 
     ``y[n, o, f] = b[f] + sum_{k, c} x_pad[n, o * stride + k, c] * w[k, c, f]``.
 
     Shapes: ``x`` is ``[batch, length, c_in]``; ``w`` is ``[kernel_size, c_in, out_channels]``;
     returns ``[batch, (length + pad_lo + pad_hi - kernel_size) // stride + 1, out_channels]``.
     ``padding`` is an int (both sides), a pair ``(low, high)``, ``"SAME"`` or ``"VALID"``.
-    Equal to ``lax.conv_general_dilated(x, w, (stride,), padding, dimension_numbers=("NWC",
-    "WIO", "NWC"))`` (tested); faster on CPU for the small kernels used here (benchmarked).
+
+    ``impl`` picks how it is computed, with the same result: ``"im2col"`` stacks the
+    ``kernel_size`` strided slices of ``x`` and contracts them with ``w`` in one einsum (faster on
+    CPU for the small kernels used here); ``"xla"`` is ``lax.conv_general_dilated(x, w,
+    (stride,), padding, dimension_numbers=("NWC", "WIO", "NWC"))`` (cuDNN on GPU); ``"auto"``
+    (default) chooses by backend, see :func:`conv_impl`. The two agree to float rounding: they
+    sum the same products in another order (tested in float64 to 1e-10, values and gradients).
     """
-    return _conv(1, out_channels, kernel_size, stride, padding, w_init, use_bias)
+    return _conv(1, out_channels, kernel_size, stride, padding, w_init, use_bias, impl)
 
 
 def conv2d(out_channels: int, kernel_size: int | tuple[int, int], *,
            stride: int | tuple[int, int] = 1, padding: Padding = 0,
-           w_init: str = "he_normal", use_bias: bool = True) -> Layer:
-    """2-D convolution by im2col + einsum; ``x`` is ``[batch, height, width, c_in]``, ``w`` is
-    ``[kh, kw, c_in, out_channels]``. Same conventions as :func:`conv1d` per spatial axis.
+           w_init: str = "he_normal", use_bias: bool = True, impl: str = "auto") -> Layer:
+    """2-D convolution; ``x`` is ``[batch, height, width, c_in]``, ``w`` is
+    ``[kh, kw, c_in, out_channels]``. Same conventions as :func:`conv1d` per spatial axis,
+    including ``impl`` (im2col + einsum, or ``lax.conv_general_dilated`` with
+    ``("NHWC", "HWIO", "NHWC")``).
 
     ``padding`` is either one value for both axes (an int, ``"SAME"`` or ``"VALID"``) or a pair
     with one :func:`conv1d` form per axis, ``(pad_h, pad_w)``: e.g. ``(1, 2)``,
     ``((0, 2), (1, 1))`` or ``("SAME", 0)``. So a pair of ints pads height and width
     symmetrically (PyTorch's convention), whereas for conv1d ``(low, high)`` pads its one axis.
     """
-    return _conv(2, out_channels, kernel_size, stride, padding, w_init, use_bias)
+    return _conv(2, out_channels, kernel_size, stride, padding, w_init, use_bias, impl)
 
 
 # ----------------------------------------------------------------------------------- helpers

@@ -14,8 +14,6 @@ experiment's figures are freed as soon as it ends.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 import os
@@ -26,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxlearn import report_html
 from jaxlearn._io import atomic_write
 
 _OPS = {
@@ -219,15 +218,41 @@ def fmt_mean_sd(values: Sequence[float], digits: int = 3) -> str:
     return f"{m:.{digits}f} +- {s:.{digits}f}"
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A markdown table; floats printed with 4 significant digits."""
+class MarkdownTable(str):
+    """A markdown table (the text) that also carries its ``header`` and ``rows`` (the cells as
+    text), so the HTML report is built from the cells rather than by parsing markdown."""
+
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+def _md_cell(text: str) -> str:
+    # A bare | would split the cell and newlines end the row: escape the one, fold the other.
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> MarkdownTable:
+    """A markdown table; floats printed with 4 significant digits; ``|`` in a cell is escaped
+    (``\\|``) so every row keeps its header's cell count.
+
+    Raises ``ValueError`` for a row whose length differs from the header's.
+    """
     def cell(v):
         if isinstance(v, (float, np.floating)):
             return f"{v:.4g}"
         return str(v)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    header = tuple(str(h) for h in header)
+    cells = []
+    for row in rows:
+        if len(row) != len(header):
+            raise ValueError(f"a table row has {len(row)} cells but the header has "
+                             f"{len(header)}: {tuple(row)!r}")
+        cells.append(tuple(cell(v) for v in row))
+    lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in cells]
+    out = MarkdownTable("\n".join(lines))
+    out.header, out.rows = header, tuple(cells)
+    return out
 
 
 def _jsonable(obj: Any) -> Any:
@@ -283,18 +308,24 @@ def render_figures(outcome: Outcome, out_dir: str) -> dict[str, str]:
     return paths
 
 
-def summary_table(outcomes: Sequence[Outcome]) -> str:
-    """The report's summary: one row per experiment with its verdict and key evidence."""
+def summary_table(outcomes: Sequence[Outcome]) -> MarkdownTable:
+    """The report's summary: one row per experiment — its name (a link to its section), the
+    verdict, the claim in a few words, the key number with its interval and the time."""
+
     rows = []
     for o in outcomes:
-        if o.error is not None:
-            evidence = "error: " + (o.error.strip().splitlines() or [""])[-1]
-        else:
-            evidence = "; ".join(f"{c.what}: {c.measured()} {c.op} {c.threshold:g}"
-                                 for c in o.checks)
-        rows.append((o.name, o.verdict, evidence, f"{o.seconds:.1f}"))
-    return markdown_table(("experiment", "verdict", "evidence (measured op threshold)", "time (s)"),
-                          rows)
+        key, what = report_html.key_number(o)
+        rows.append((f"[{o.name}](#{o.name})", o.verdict, report_html.short_claim(o.claim),
+                     f"{key} ({what})" if o.error is None else key, f"{o.seconds:.1f}"))
+    return markdown_table(("experiment", "verdict", "claim", "key number", "time (s)"), rows)
+
+
+def checks_table(outcome: Outcome) -> MarkdownTable:
+    """An experiment's checks, one row each."""
+    return markdown_table(
+        ("check", "measured (mean [95% CI], n)", "claim", "verdict", "threshold source"),
+        [(c.what, c.measured(), f"{c.op} {c.threshold:g}", c.verdict, c.source or "-")
+         for c in outcome.checks])
 
 
 def write_report(outcomes: Sequence[Outcome], out_dir: str, *, title: str = "jaxlearn report",
@@ -321,47 +352,26 @@ def write_report(outcomes: Sequence[Outcome], out_dir: str, *, title: str = "jax
     if meta:
         md += [", ".join(f"{k}: {v}" for k, v in meta.items()), ""]
     md += [VERDICT_RULE, "", "## Summary", "", summary_table(outcomes), ""]
-    htm = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(VERDICT_RULE)}</p>"]
-    if meta:
-        htm.append(f"<p>{html.escape(', '.join(f'{k}: {v}' for k, v in meta.items()))}</p>")
-    htm += ["<h2>Summary</h2>", _md_table_to_html(summary_table(outcomes))]
-    if any(o.literature for o in outcomes):
-        lit = literature_table(outcomes)
+    lit = literature_table(outcomes) if any(o.literature for o in outcomes) else None
+    if lit is not None:
         md += ["## Against the literature", "", lit, ""]
-        htm += ["<h2 id='literature'>Against the literature</h2>", _md_table_to_html(lit)]
     for o in outcomes:
-        md += [f"## {o.name} — {o.verdict}", "", f"**Claim.** {o.claim}", ""]
-        htm += [f"<h2 id='{o.name}'>{html.escape(o.name)} — {html.escape(o.verdict)}</h2>",
-                f"<p><b>Claim.</b> {html.escape(o.claim)}</p>"]
+        md += [f"## {o.name}", "", f"**Verdict: {o.verdict}.** **Claim.** {o.claim}", ""]
         if o.error:
             md += ["**Failed:**", "", "```", o.error, "```", ""]
-            htm.append(f"<pre>{html.escape(o.error)}</pre>")
         if o.checks:
-            table = markdown_table(
-                ("check", "measured (mean [95% CI], n)", "op", "threshold", "verdict",
-                 "threshold source"),
-                [(c.what, c.measured(), c.op, c.threshold, c.verdict, c.source or "-")
-                 for c in o.checks])
-            md += ["**Evidence.**", "", table, ""]
-            htm += ["<p><b>Evidence.</b></p>", _md_table_to_html(table)]
+            md += ["**Checks.**", "", checks_table(o), ""]
         for t_title, table in o.tables.items():
             md += [f"**{t_title}**", "", table, ""]
-            htm += [f"<p><b>{html.escape(t_title)}</b></p>", _md_table_to_html(table)]
         if o.notes:
             md += [o.notes, ""]
-            htm.append(f"<p>{html.escape(o.notes)}</p>")
-        for fig_name, data in o.pngs.items():
-            md += [f"![{o.name} {fig_name}]({o.name}_{fig_name}.png)", ""]
-            b64 = base64.b64encode(data).decode()
-            htm.append(f"<figure><img alt='{html.escape(fig_name)}' "
-                       f"src='data:image/png;base64,{b64}'/><figcaption>"
-                       f"{html.escape(o.name)}: {html.escape(fig_name)}</figcaption></figure>")
+        for fig_name in o.pngs:
+            md += [f"![{o.name}: {fig_name}]({o.name}_{fig_name}.png)", ""]
         md += [f"*{o.seconds:.1f} s*", ""]
-    style = ("body{font-family:sans-serif;max-width:60em;margin:auto;padding:1em}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}"
-             "img{max-width:100%}")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{style}</style></head><body>{''.join(htm)}</body></html>")
+    page = report_html.render(
+        outcomes, title=title, meta=meta, verdict_rule=VERDICT_RULE,
+        literature_header=lit.header if lit is not None else (),
+        literature_rows=lit.rows if lit is not None else ())
     results = {"meta": _jsonable(meta), "experiments": [o.as_dict() for o in outcomes],
                "literature": [{"experiment": o.name, **_jsonable(r)} for o in outcomes
                               for r in o.literature]}
@@ -371,12 +381,3 @@ def write_report(outcomes: Sequence[Outcome], out_dir: str, *, title: str = "jax
         atomic_write(path, content)
         paths[name] = path
     return paths
-
-
-def _md_table_to_html(table: str) -> str:
-    lines = [ln for ln in table.splitlines() if ln.strip()]
-    head = [c.strip() for c in lines[0].strip("|").split("|")]
-    body = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
-    out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body]
-    return "".join(out) + "</table>"

@@ -18,9 +18,15 @@ pytestmark = pytest.mark.slow
      ["| fit / floor |", "| logistic |", "| cnn |"]),
     ("profile_step.py", ["--steps", "80", "--repeats", "1", "--models", "mlp"],
      ["XLA kernels per Adam step", "| + shuffle (floor) |", "| fit |"]),
-    ("bench_fit_many.py", ["--quick"], ["| N |", "check: after one epoch"]),
+    # N = 2 fits both members sequentially, N = 4 only 2 of them (times scaled by 2).
+    ("bench_fit_many.py", ["--quick", "--sequential-members", "2"],
+     ["| N |", "check: after one epoch", "N = 4: sequential times extrapolated from the first 2"]),
     ("bench_peers.py", ["--quick", "--workloads", "mlp"],
      ["| mlp | jaxlearn |", "| mlp | jax one-scan floor |", "| target"]),
+    ("count_compiles.py", ["tests/test_taxonomy.py", "-k", "aggregation"],
+     ["| tests/test_taxonomy.py |", "| **total** |"]),
+    ("bench_conv.py", ["--steps", "2", "--repeats", "1", "--models", "mnist1d_cnn"],
+     ["| mnist1d_cnn | 2 | im2col |", "| mnist1d_cnn | 2 | xla |", "check mnist1d_cnn"]),
 ])
 def test_benchmark_script_runs_and_prints_its_table(script, args, expected):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT,

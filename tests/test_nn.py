@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -128,14 +129,17 @@ def _lax_padding(padding, n_spatial: int):
     return [(p, p) if isinstance(p, int) else p for p in padding]
 
 
-def _compare_with_lax(layer: nn.Layer, x_shape, stride, padding, dimension_numbers):
+def _compare_with_lax(make_layer, x_shape, stride, padding, dimension_numbers):
+    """Both implementations of the layer (``make_layer(impl)``) against ``lax`` computed here
+    from the test's own padding: values and gradients w.r.t. params and input, in one program."""
     n_spatial = len(x_shape) - 2
     pads = _lax_padding(padding, n_spatial)
+    layers = {impl: make_layer(impl) for impl in ("im2col", "xla")}
 
     def reference(params, x):
         y = lax.conv_general_dilated(x, params["w"], stride, pads,
                                      dimension_numbers=dimension_numbers)
-        return y + params["b"]
+        return y + params["b"].reshape((1,) * (y.ndim - 1) + (-1,))
 
     @jax.jit
     def values_and_grads(params, x, cotangent):
@@ -143,20 +147,19 @@ def _compare_with_lax(layer: nn.Layer, x_shape, stride, padding, dimension_numbe
             grads = jax.grad(lambda p, x: jnp.sum(fn(p, x) * cotangent), argnums=(0, 1))
             return fn(params, x), grads(params, x)
 
-        return both(layer.apply), both(reference)
+        return {impl: both(layer.apply) for impl, layer in layers.items()}, both(reference)
 
     with jax.enable_x64(True):
-        params = _random_params(layer, x_shape[1:], seed=3)
+        params = _random_params(layers["im2col"], x_shape[1:], seed=3)
         x = _normal(4, x_shape, np.float64)
         ref_shape = jax.eval_shape(reference, params, x).shape
         # A random cotangent so that every output entry enters the gradients differently.
         cotangent = _normal(5, ref_shape, np.float64)
-        (ours, our_grads), (ref, ref_grads) = values_and_grads(params, x, cotangent)
-    assert ours.shape == ref.shape
-    np.testing.assert_allclose(ours, ref, rtol=CONV_TOL, atol=CONV_TOL)
-    for got, want in zip(jax.tree_util.tree_leaves(our_grads),
-                         jax.tree_util.tree_leaves(ref_grads)):
-        np.testing.assert_allclose(got, want, rtol=CONV_TOL, atol=CONV_TOL)
+        ours, (ref, ref_grads) = values_and_grads(params, x, cotangent)
+    for impl, (values, grads) in ours.items():
+        assert values.shape == ref.shape, impl
+        np.testing.assert_allclose(values, ref, rtol=CONV_TOL, atol=CONV_TOL, err_msg=impl)
+        chex.assert_trees_all_close(grads, ref_grads, rtol=CONV_TOL, atol=CONV_TOL)
 
 
 # (kernel_size, c_in, c_out) cycles through the stride x padding grid so that every kernel size
@@ -174,8 +177,9 @@ _CONV1D_CASES = [
 
 @pytest.mark.parametrize(("stride", "padding", "kernel_size", "c_in", "c_out"), _CONV1D_CASES)
 def test_conv1d_equals_lax_conv_values_and_gradients(stride, padding, kernel_size, c_in, c_out):
-    layer = nn.conv1d(c_out, kernel_size, stride=stride, padding=padding)
-    _compare_with_lax(layer, (2, 11, c_in), (stride,), padding, ("NWC", "WIO", "NWC"))
+    def make_layer(impl):
+        return nn.conv1d(c_out, kernel_size, stride=stride, padding=padding, impl=impl)
+    _compare_with_lax(make_layer, (2, 11, c_in), (stride,), padding, ("NWC", "WIO", "NWC"))
 
 
 @pytest.mark.parametrize(("stride", "padding", "kernel_size", "c_in", "c_out"), [
@@ -189,9 +193,25 @@ def test_conv1d_equals_lax_conv_values_and_gradients(stride, padding, kernel_siz
     pytest.param(3, (2, 1), (1, 5), 2, 2, marks=pytest.mark.slow),  # ints: one per axis
 ])
 def test_conv2d_equals_lax_conv_values_and_gradients(stride, padding, kernel_size, c_in, c_out):
-    layer = nn.conv2d(c_out, kernel_size, stride=stride, padding=padding)
+    def make_layer(impl):
+        return nn.conv2d(c_out, kernel_size, stride=stride, padding=padding, impl=impl)
     strides = (stride, stride) if isinstance(stride, int) else stride
-    _compare_with_lax(layer, (2, 8, 7, c_in), strides, padding, ("NHWC", "HWIO", "NHWC"))
+    _compare_with_lax(make_layer, (2, 8, 7, c_in), strides, padding, ("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize(("backend", "impl", "uses_xla_conv"), [
+    ("cpu", "auto", False), ("gpu", "auto", True), ("tpu", "auto", True),
+    ("cpu", "xla", True), ("gpu", "im2col", False),
+])
+def test_conv_impl_follows_the_backend_unless_given(monkeypatch, backend, impl, uses_xla_conv):
+    # The choice is made when the layer is applied (at trace time), from jax.default_backend().
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    for layer, shape in ((nn.conv1d(2, 3, impl=impl), (6, 1)),
+                         (nn.conv2d(2, 3, stride=2, impl=impl), (6, 5, 1))):
+        _, params = _shapes(layer, shape)
+        jaxpr = jax.make_jaxpr(layer.apply)(params, jax.ShapeDtypeStruct((2, *shape), "float32"))
+        assert ("conv_general_dilated" in str(jaxpr)) is uses_xla_conv
+    assert nn.conv_impl(impl) == ("xla" if uses_xla_conv else "im2col")
 
 
 # ------------------------------------------------------------------------------------ shapes
@@ -320,10 +340,10 @@ def test_same_key_gives_bitwise_identical_init_and_dropout_jit_or_not():
     _, params_again = _SMALL.init(jax.random.key(11), (3,))
     _, params_jit = jax.jit(_SMALL.init, static_argnums=1)(jax.random.key(11), (3,))
     _, params_other = _SMALL.init(jax.random.key(12), (3,))
-    for a, b, c, d in zip(*(jax.tree_util.tree_leaves(p)
-                            for p in (params, params_again, params_jit, params_other))):
-        np.testing.assert_array_equal(a, b)
-        np.testing.assert_array_equal(a, c)  # random bits and their scaling: bitwise under jit
+    chex.assert_trees_all_equal(params, params_again)
+    chex.assert_trees_all_equal(params, params_jit)  # random bits and their scaling: bitwise
+    chex.assert_trees_all_equal_structs(params, params_other)
+    for a, d in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(params_other)):
         assert not np.array_equal(a, d) or np.all(np.asarray(a) == 0)  # zero biases stay zero
     x = _normal(12, (8, 3))
 
@@ -360,6 +380,7 @@ def _apply_conv_wrong_channels():
     (lambda: nn.mlp((10,), 2, activation="softmax"), ValueError, "`activation` must be one of"),
     (lambda: nn.dense(10, w_init="xavier"), ValueError, "`w_init` must be one of"),
     (lambda: nn.conv1d(4, 3, w_init="kaiming"), ValueError, "`w_init` must be one of"),
+    (lambda: nn.conv2d(4, 3, impl="cudnn"), ValueError, "`impl` must be one of"),
     (lambda: nn.dense(0), ValueError, "`out_features` must be > 0, got 0"),
     (lambda: nn.dense(10.0), TypeError, "`out_features` must be an int"),
     (lambda: nn.mlp((100, -1), 10), ValueError, r"`hidden\[1\]` must be > 0"),

@@ -144,3 +144,110 @@ def test_literature_rows_compare_published_figures_with_our_interval(tmp_path):
     data = json.loads((tmp_path / "results.json").read_text())
     assert [r["source"] for r in data["literature"]] == ["Esteva 2017", "Greydanus 2020"]
     assert data["literature"][0]["experiment"] == "e"
+
+
+class _Page(__import__("html.parser").parser.HTMLParser):
+    """Tables (header and row cell counts), images, ids and internal links of an HTML page."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.imgs, self.ids, self.links, self.text = [], [], set(), [], []
+        self._row = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self._row = 0
+        elif tag in ("td", "th") and self._row is not None:
+            self._row += 1
+        elif tag == "img":
+            self.imgs.append(attrs)
+        elif tag == "a" and attrs.get("href", "").startswith("#"):
+            self.links.append(attrs["href"][1:])
+
+    def handle_endtag(self, tag):
+        if tag == "tr" and self._row is not None:
+            self.tables[-1].append(self._row)
+            self._row = None
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _md_rows(md):
+    """Cell counts of every markdown table row (a bar escaped as \\| does not split)."""
+    import re
+
+    counts = []
+    for line in md.splitlines():
+        if line.startswith("|"):
+            counts.append(len(re.split(r"(?<!\\)\|", line.strip())) - 2)
+    return counts
+
+
+def _tricky_outcomes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 2))
+    fig.subplots().plot([0, 1], [1, 0])
+    a = report.Outcome(
+        "bars", "max |x_T - x*| < 1e-4 & <b>not bold</b>. More text.",
+        [report.Check("max |x_T - x*| & <i>", 1e-6, "<=", 1e-4, exact=True, source="a | b"),
+         report.Check.sample("acc | <seeds>", [0.7, 0.72, 0.71], ">=", 0.6)],
+        tables={"t | <x>": report.markdown_table(("a|b", "c"), [("|z| & <y>", 1.5)])},
+        notes="notes with | and <script>alert(1)</script>", figures={"curve": fig}, seconds=1.0,
+        literature=[report.literature_row("Paper | 2020", "q <1>", 0.5, [0.4, 0.6])])
+    b = report.Outcome("boom", "c", [], error="Traceback\nValueError: x < 0 | y", seconds=0.5)
+    return [a, b]
+
+
+def test_report_tables_keep_their_columns_and_tricky_text_renders_intact(tmp_path):
+    report.write_report(_tricky_outcomes(), str(tmp_path), meta={"mode": "quick | test"})
+    md = (tmp_path / "report.md").read_text()
+    page = (tmp_path / "report.html").read_text()
+    # markdown: every row of a table has its header's cell count
+    blocks, current = [], []
+    for line in md.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            blocks.append(_md_rows("\n".join(current)))
+            current = []
+    assert len(blocks) == 4  # summary, literature, the checks and the table of "bars"
+    for counts in blocks:
+        assert len(set(counts)) == 1, counts
+    assert "max \\|x_T - x*\\| & <i>" in md
+    # HTML: parsed by a real parser
+    parsed = _Page()
+    parsed.feed(page)
+    assert parsed.tables and all(len(set(rows)) == 1 for rows in parsed.tables), parsed.tables
+    text = "".join(parsed.text)
+    for fragment in ("max |x_T - x*| & <i>", "|z| & <y>", "<script>alert(1)</script>",
+                     "x < 0 | y", "Paper | 2020", "quick | test"):
+        assert fragment in text, fragment
+    assert "<script>" not in page and "<b>not bold</b>" not in page
+    assert parsed.imgs and all(img.get("alt") for img in parsed.imgs)
+    assert all(img["src"].startswith("data:image/png;base64,") for img in parsed.imgs)
+    assert set(parsed.links) <= parsed.ids and {"literature", "exp-bars", "exp-boom"} <= set(
+        parsed.links)
+    assert "http" not in page.replace("http-equiv", "")  # self-contained: nothing fetched
+
+
+def test_summary_is_one_row_per_experiment():
+    outcomes = _tricky_outcomes()
+    table = report.summary_table(outcomes)
+    assert len(table.rows) == 2 and table.header[1] == "verdict"
+    assert table.rows[0][1] == "holds" and table.rows[1][1] == "failed"
+    assert "n=3" in table.rows[0][3]  # the key number is the first check over seeds
+
+
+def test_markdown_table_refuses_ragged_rows():
+    with pytest.raises(ValueError, match="2 cells but the header has 3"):
+        report.markdown_table(("a", "b", "c"), [(1, 2)])
