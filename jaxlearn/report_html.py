@@ -35,7 +35,7 @@ th,td{border:1px solid #d0d7de;padding:.25rem .5rem;vertical-align:top;text-alig
 th{background:#f6f8fa}
 td.num{font-variant-numeric:tabular-nums;white-space:nowrap}
 .summary td{white-space:nowrap}
-.summary td.claim{max-width:30rem;overflow:hidden;text-overflow:ellipsis}
+.summary td.claim{max-width:24rem;overflow:hidden;text-overflow:ellipsis}
 .badge{display:inline-block;color:#fff;border-radius:1rem;padding:.05rem .55rem;
        font-size:.78rem;font-weight:600;white-space:nowrap}
 figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eaeef2}
