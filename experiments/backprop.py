@@ -62,7 +62,8 @@ def _gradients(params, x, y, steps, *, activation, loss):
     value = jax.vmap(lambda theta: objective(unravel(theta)))
 
     def central(h):
-        return unravel((value(flat + h * eye) - value(flat - h * eye)) / (2 * h))
+        rows = jnp.broadcast_to(flat, eye.shape)          # one perturbed copy per parameter
+        return unravel((value(rows + h * eye) - value(rows - h * eye)) / (2 * h))
 
     return hand, auto, jax.vmap(central)(steps)
 
@@ -86,7 +87,7 @@ def _run_dtype(dtype_name, seeds):
                 fd_err.append(_rel_err(jax.tree_util.tree_map(lambda a: a[0], fds), auto))
                 flat_auto = jax.flatten_util.ravel_pytree(auto)[0]
                 flat_fd = jax.vmap(lambda t: jax.flatten_util.ravel_pytree(t)[0])(fds)[1:]
-                curve.append(np.asarray(jnp.max(jnp.abs(flat_fd - flat_auto), axis=1)
+                curve.append(np.asarray(jnp.max(jnp.abs(flat_fd - flat_auto[None, :]), axis=1)
                                         / jnp.max(jnp.abs(flat_auto))))
             results[(activation, loss)] = {
                 "hand_vs_grad": {k: max(e[k] for e in hand_err) for k in PARAMS},

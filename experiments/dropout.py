@@ -100,7 +100,8 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
     def scores(params):
         """Accuracy ``[2, seeds]`` on the training and test sets (test mode) and test CE."""
         def acc(xs, ys):
-            return jnp.mean(jnp.argmax(apply(params, xs), axis=-1) == ys, axis=-1)
+            predicted = jnp.argmax(apply(params, xs), axis=-1)          # [..., n]
+            return jnp.mean(predicted == jnp.broadcast_to(ys, predicted.shape), axis=-1)
         test_out = apply(params, x_test)
         test_ce = jnp.mean(jax.vmap(jax.vmap(
             lambda o: jl.losses.softmax_cross_entropy_with_integer_labels(o, y_test)))(

@@ -178,7 +178,7 @@ def _curves(key, pretrained, target, sizes, n_seeds, steps, head_steps, progress
     def linear_probe(k, f, y):
         head = jl.transfer.linear_probe(k, f, y, n_classes=N_CLASSES, method="ridge",
                                         lam=RIDGE_LAM)
-        return lambda g: g @ head["w"] + head["b"]
+        return lambda g: g @ head["w"] + head["b"][None, :]
 
     curve = jl.fewshot.learning_curve(linear_probe, f_pool, y_pool, f_test, y_test, key=k_probe,
                                       n_per_class=sizes, n_seeds=n_seeds, vmap=True)

@@ -10,7 +10,10 @@ train -> evaluate:
 - :mod:`jaxlearn.linear`: least squares, ridge, logistic regression.
 - :mod:`jaxlearn.optim`: gradient descent on any J, optax optimizers and schedules.
 - :mod:`jaxlearn.backprop`: the one-hidden-layer MLP's chain rule by hand.
-- :mod:`jaxlearn.train`: :func:`fit` and :func:`evaluate`.
+- :mod:`jaxlearn.apply`: the model boundary (``as_apply``, flax adapters, models with state).
+- :mod:`jaxlearn.train`: :func:`fit` and :func:`fit_many`, with :mod:`jaxlearn.callbacks`,
+  :mod:`jaxlearn.state` (the TrainState and the run's fingerprint) and
+  :mod:`jaxlearn.evaluation` (:func:`evaluate`, :func:`predict`).
 - :mod:`jaxlearn.metrics`: accuracy, confusion matrix, precision/recall, ROC/AUC, log-loss, Brier.
 - :mod:`jaxlearn.explain`: saliency, integrated gradients, SmoothGrad, occlusion, sanity checks.
 - :mod:`jaxlearn.shortcuts`: planted spurious cues, Bissoto ablations, worst-group accuracy.
@@ -23,10 +26,14 @@ train -> evaluate:
 """
 
 from jaxlearn import (
+    apply,
     augment,
     backprop,
+    callbacks,
     checkpoint,
+    compilation_cache,
     data,
+    evaluation,
     explain,
     features,
     fewshot,
@@ -39,21 +46,19 @@ from jaxlearn import (
     report,
     robust,
     shortcuts,
+    state,
     taxonomy,
     train,
     transfer,
     uncertainty,
 )
-from jaxlearn.train import (
-    EarlyStopping,
-    FitResult,
-    evaluate,
-    fit,
-    fit_many,
-    from_linen,
-    from_nnx,
-    predict,
-)
+from jaxlearn.apply import StatefulApply, from_linen, from_nnx
+from jaxlearn.callbacks import Callback, EarlyStopping
+from jaxlearn.checkpoint import Checkpoint
+from jaxlearn.compilation_cache import clear_compilation_cache, enable_compilation_cache
+from jaxlearn.evaluation import evaluate, predict
+from jaxlearn.state import TrainState
+from jaxlearn.train import FitResult, clear_compile_cache, fit, fit_many
 
 __version__ = "0.1.0"
 
@@ -64,11 +69,23 @@ __all__ = [
     "taxonomy",
     "fewshot",
     "augment",
+    "apply",
+    "callbacks",
+    "evaluation",
+    "state",
+    "Callback",
+    "Checkpoint",
+    "StatefulApply",
+    "TrainState",
+    "clear_compile_cache",
     "EarlyStopping",
     "FitResult",
     "backprop",
     "checkpoint",
+    "clear_compilation_cache",
+    "compilation_cache",
     "data",
+    "enable_compilation_cache",
     "evaluate",
     "features",
     "fit",

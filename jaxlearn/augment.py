@@ -37,8 +37,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxlearn import _checks
-from jaxlearn.data import add_noise, random_crop, random_flip, random_shift
 from jaxlearn.apply import as_apply
+from jaxlearn.data import add_noise, random_crop, random_flip, random_shift
 
 Array = jax.Array
 PRNGKeyArray = jax.Array
@@ -126,7 +126,7 @@ def _cutout(key, x, size):
     inside = jnp.ones((x.shape[0],) + spatial, bool)
     for axis, (k, length) in enumerate(zip(keys, spatial)):
         start = jax.random.randint(k, (x.shape[0],), 0, length - size + 1)
-        t = jnp.arange(length)
+        t = jnp.arange(length)[None, :]
         in_axis = (t >= start[:, None]) & (t < start[:, None] + size)
         shape = [x.shape[0]] + [1] * n_spatial
         shape[axis + 1] = length

@@ -21,6 +21,10 @@ Example::
     >>> data = train_test_split(jax.random.key(1), x, y, test_size=0.25)
     >>> stats = fit_standardizer(data.x_train)
     >>> x_train = standardize(data.x_train, stats)
+    >>> x_train.shape, data.x_test.shape
+    ((150, 2), (50, 2))
+    >>> bool(jnp.allclose(x_train.mean(axis=0), 0.0, atol=1e-5))
+    True
 """
 
 from __future__ import annotations
@@ -393,10 +397,10 @@ def fit_standardizer(x: Array) -> StandardizerStats:
 def _fit_standardizer(x):
     # Scaled by a power of two (exact, so results are unchanged) to keep the sums from
     # overflowing: the mean of two float32 3e38 is 3e38, not inf.
-    _, exponent = jnp.frexp(jnp.max(jnp.abs(x), axis=0))
+    _, exponent = jnp.frexp(jnp.max(jnp.abs(x), axis=0, keepdims=True))
     scaled = jnp.ldexp(x, -exponent)
-    mean = jnp.ldexp(jnp.mean(scaled, axis=0), exponent)
-    std = jnp.ldexp(jnp.std(scaled, axis=0), exponent)
+    mean = jnp.ldexp(jnp.mean(scaled, axis=0), exponent[0])
+    std = jnp.ldexp(jnp.std(scaled, axis=0), exponent[0])
     constant = jnp.max(x, axis=0) == jnp.min(x, axis=0)
     return StandardizerStats(mean, jnp.where(constant, jnp.ones_like(std), std))
 
@@ -412,14 +416,14 @@ def standardize(x: Array, stats: StandardizerStats) -> Array:
       The standardised ``x``, same shape.
     """
     x = _check_standardizer_input("x", x, stats)
-    return (x - stats.mean) / stats.std
+    return (x - stats.mean[None]) / stats.std[None]
 
 
 def unstandardize(z: Array, stats: StandardizerStats) -> Array:
     """Inverse of :func:`standardize`: ``z * std + mean`` (e.g. to report regression predictions
     in the original units). Same shapes as :func:`standardize`."""
     z = _check_standardizer_input("z", z, stats)
-    return z * stats.std + stats.mean
+    return z * stats.std[None] + stats.mean[None]
 
 
 def one_hot(y: Array, n_classes: int, *, dtype: Any = jnp.float32) -> Array:

@@ -467,7 +467,7 @@ def _occlusion(apply, params, x, target, window, stride, baseline, chunk_size):
 
     summed, _ = jax.lax.scan(add_chunk, jnp.zeros((x.shape[0], *spatial), x.dtype),
                              (jnp.asarray(corners), jnp.asarray(valid)))
-    mean = summed / jnp.asarray(np.maximum(counts, 1), x.dtype)
+    mean = summed / jnp.asarray(np.maximum(counts, 1), x.dtype)[None]   # counts: [*spatial]
     return jnp.broadcast_to(mean.reshape(x.shape[0], *spatial, *trailing), x.shape)
 
 

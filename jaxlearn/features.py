@@ -139,7 +139,7 @@ def rff_apply(params: dict[str, Array], x: Array) -> Array:
 @jax.jit
 def _rff_apply(w, b, x):
     projection = jnp.matmul(x, w, precision=jax.lax.Precision.HIGHEST)
-    return jnp.sqrt(2.0 / w.shape[1]).astype(x.dtype) * jnp.cos(projection + b)
+    return jnp.sqrt(2.0 / w.shape[1]).astype(x.dtype) * jnp.cos(projection + b[None, :])
 
 
 def _read_only(kernel: list[list[float]]) -> np.ndarray:

@@ -442,7 +442,7 @@ def _evaluate_ridge(apply, params, episodes, lam):
         query = _embed(apply, params, episode.query_x)
         targets = jax.nn.one_hot(episode.support_y, n_way, dtype=support.dtype)
         head = linear.ridge(support, targets, lam)
-        return metrics_lib.accuracy(query @ head["w"] + head["b"], episode.query_y)
+        return metrics_lib.accuracy(query @ head["w"] + head["b"][None, :], episode.query_y)
 
     return jax.vmap(one)(episodes)
 
@@ -480,7 +480,7 @@ def _evaluate_finetune(apply, params, episodes, steps, learning_rate, l2):
         query = _embed(apply, params, episode.query_x)
 
         def objective(head):
-            logits = support @ head["w"] + head["b"]
+            logits = support @ head["w"] + head["b"][None, :]
             ce = losses.softmax_cross_entropy_with_integer_labels(logits, episode.support_y)
             return jnp.mean(ce) + l2 * jnp.sum(head["w"] ** 2)
 
@@ -491,7 +491,7 @@ def _evaluate_finetune(apply, params, episodes, steps, learning_rate, l2):
         head0 = {"w": jnp.zeros((support.shape[1], n_way), support.dtype),
                  "b": jnp.zeros((n_way,), support.dtype)}
         head, _ = jax.lax.scan(step, head0, None, length=steps)
-        return metrics_lib.accuracy(query @ head["w"] + head["b"], episode.query_y)
+        return metrics_lib.accuracy(query @ head["w"] + head["b"][None, :], episode.query_y)
 
     return jax.vmap(one)(episodes)
 

@@ -13,10 +13,17 @@ regression is a one-layer network (:func:`logistic_regression`) trained with cro
 
 Example::
 
-    >>> params = ridge(x, y, 1.0)              # {"w": [d], "b": []}
-    >>> y_hat = linear_predict(params, x)
-    >>> params = fit_logistic_regression(jax.random.key(0), x, labels, n_classes=10, l2=1e-3)
-    >>> predict(params, x_test)                # [n_test] integer labels
+    >>> x = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
+    >>> y = 2.0 * x[:, 0] - x[:, 1] + 3.0
+    >>> params = least_squares(x, y)           # {"w": [d], "b": []}
+    >>> np.round(np.asarray(params["w"]), 4).tolist(), round(float(params["b"]), 4)
+    ([2.0, -1.0], 3.0)
+    >>> linear_predict(ridge(x, y, 1.0), x).shape     # ridge shrinks w towards 0
+    (5,)
+    >>> labels = jnp.array([0, 1, 0, 1, 1])    # 1 where x_0 > 1/2
+    >>> params = fit_logistic_regression(jax.random.key(0), x, labels, n_classes=2, l2=1e-3)
+    >>> predict(params, x)                     # [n] integer labels
+    Array([0, 1, 0, 1, 1], dtype=int32)
 """
 
 from __future__ import annotations
@@ -61,7 +68,7 @@ def _centre(x: Array, y: Array, fit_intercept: bool):
     if not fit_intercept:
         return x, y, jnp.zeros(x.shape[1], x.dtype), jnp.zeros(y.shape[1:], y.dtype)
     x_mean, y_mean = jnp.mean(x, axis=0), jnp.mean(y, axis=0)
-    return x - x_mean, y - y_mean, x_mean, y_mean
+    return x - x_mean[None], y - y_mean[None], x_mean, y_mean
 
 
 @partial(jax.jit, static_argnames="fit_intercept")
@@ -147,7 +154,7 @@ def linear_predict(params: Params, x: Any) -> Array:
     if x.shape[1] != d:
         raise ValueError(f"`x` has shape {tuple(x.shape)} but the parameters were fitted on {d} "
                          "features")
-    return x @ params["w"] + params["b"]
+    return x @ params["w"] + jnp.asarray(params["b"])[None]   # b: [] or [k]
 
 
 # -------------------------------------------------------------------- logistic regression
@@ -180,7 +187,7 @@ def _check_n_classes(n_classes: Any) -> None:
 
 
 def _logistic_nll(params: Params, x: Array, y: Array, binary: bool) -> Array:
-    logits = x @ params["w"] + params["b"]
+    logits = x @ params["w"] + params["b"][None, :]
     if binary:
         return jnp.mean(losses.sigmoid_binary_cross_entropy(logits[:, 0], y))
     return jnp.mean(losses.softmax_cross_entropy_with_integer_labels(logits, y))
@@ -288,5 +295,5 @@ def _logits(params: Any, x: Any) -> Array:
     if x.shape[1] != w.shape[0]:
         raise ValueError(f"`x` has shape {tuple(x.shape)} but the model was fitted on "
                          f"{w.shape[0]} features")
-    return jnp.asarray(x) @ w + params["b"]
+    return jnp.asarray(x) @ w + jnp.asarray(params["b"])[None, :]
 

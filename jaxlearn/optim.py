@@ -13,8 +13,13 @@ optional learning-rate schedule from :func:`make_schedule`, checking every argum
 Example::
 
     >>> traj = gradient_descent(j_simple, 2.0, learning_rate=0.05, steps=200)
-    >>> traj.xs[-1]        # ~ exp(-1/2) = 0.6065, the minimiser
+    >>> traj.xs.shape      # the start and 200 steps
+    (201,)
+    >>> round(float(traj.xs[-1]), 4)    # exp(-1/2) = 0.6065, the minimiser
+    0.6065
     >>> opt = make_optimizer("adamw", 1e-3, weight_decay=1e-4, schedule="cosine", total_steps=1000)
+    >>> isinstance(opt, optax.GradientTransformation)
+    True
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ Example::
     ((7, 100, 64), True)
     >>> curve = robustness_curve(model.apply, params, x, y, eps, attack="pgd",
     ...                          key=jax.random.key(0), clip=(0.0, 1.0))
-    >>> curve["accuracy"][0], bool(curve["accuracy"][-1] < 0.1)     # [7], falling with eps
+    >>> float(curve["accuracy"][0]), bool(curve["accuracy"][-1] < 0.1)   # [7], falls with eps
     (1.0, True)
 """
 
@@ -339,7 +339,7 @@ def _robustness_curve(apply, params, x, y, key, eps, step_size, *, attack, batch
                          n_steps=n_steps, norm=norm, random_start=random_start, targeted=False,
                          clip=clip)
         probs = jax.nn.softmax(jax.vmap(lambda xa: apply(params, xa, train=False))(x_adv))
-        wrong = (jnp.argmax(probs, axis=-1) != yi) & vi                   # [n_eps, batch]
+        wrong = (jnp.argmax(probs, axis=-1) != yi[None, :]) & vi[None, :]   # [n_eps, batch]
         confidence = jnp.max(probs, axis=-1)
         return (jnp.sum(wrong, axis=1), jnp.sum(jnp.where(wrong, confidence, 0.0), axis=1))
 

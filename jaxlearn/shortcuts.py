@@ -152,8 +152,8 @@ def apply_cue(x: Array, cue: Cue) -> Array:
 
 @functools.partial(jax.jit, static_argnums=3)
 def _apply_cue(x, mask, values, additive):
-    values = values.astype(x.dtype)
-    return x + values if additive else jnp.where(mask, values, x)
+    values = values.astype(x.dtype)[None]     # one example's cue, on every example of the batch
+    return x + values if additive else jnp.where(mask[None], values, x)
 
 
 def _check_cue(cue: Any) -> Cue:

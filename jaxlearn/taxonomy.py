@@ -17,7 +17,14 @@ subtrees, leaves are sample counts (``int >= 0``). Node names are unique across 
     >>> part.classes
     ('nevus', 'keratosis', 'melanoma', 'carcinoma')
     >>> matrix = aggregation_matrix(tree, part, ["benign", "malignant"])   # [4, 2]
-    >>> aggregate(probs, matrix)                                          # [n, 2]
+    >>> matrix
+    array([[1., 0.],
+           [1., 0.],
+           [0., 1.],
+           [0., 1.]], dtype=float32)
+    >>> probs = jnp.array([[0.1, 0.2, 0.3, 0.4]])                          # [n, 4]
+    >>> aggregate(probs, matrix).round(4).tolist()                        # [n, 2]
+    [[0.3, 0.7]]
 
 Leaves are always listed depth-first in the dict's order (:func:`leaves`); label arrays index into
 that list.

@@ -20,9 +20,19 @@ so they stay bitwise equal even under Adam with weight decay.
 
 Example::
 
-    >>> model = nn.serial(backbone, nn.dense(5))
-    >>> opt = freeze(optax.adamw(1e-3, weight_decay=1e-2), trainable=(False, True))
-    >>> fit(model.apply, (pretrained, head0), x, y, optimizer=opt, ...)   # head only
+    >>> backbone = jl.nn.serial(jl.nn.dense(8), jl.nn.activation("relu"))
+    >>> model = jl.nn.serial(backbone, jl.nn.dense(5))
+    >>> _, params = model.init(jax.random.key(0), (4,))    # (backbone, head)
+    >>> param_paths(params)[1]
+    {'b': '1/b', 'w': '1/w'}
+    >>> opt = freeze(optax.adamw(1e-3, weight_decay=1e-2), trainable=(False, True))  # head only
+    >>> grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    >>> updates, _ = opt.update(grads, opt.init(params), params)
+    >>> new = optax.apply_updates(params, updates)          # what jl.fit does each step
+    >>> jax.tree_util.tree_all(jax.tree_util.tree_map(jnp.array_equal, new[0], params[0]))
+    True
+    >>> bool(jnp.array_equal(new[1]["w"], params[1]["w"]))
+    False
     >>> opt = multi_lr(optax.adam, {"body": 1e-4, "head": 1e-3}, ("body", "head"))
 """
 

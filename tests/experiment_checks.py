@@ -2,13 +2,22 @@
 hold with evidence attached, and its progress callback must run from 0 to 100 % without going
 back. Imported as a plain module (pytest puts ``tests/`` on ``sys.path``)."""
 
+import math
+
+import numpy as np
+
 from jaxlearn.report import Outcome
 
 
-def check_outcome(outcome: Outcome, name: str) -> None:
+def check_outcome(outcome: Outcome, name: str, *, min_checks: int = 2) -> None:
+    """The claim holds, on evidence: at least ``min_checks`` measured checks, each a finite
+    number that passes its threshold, with the figures and tables that show them."""
     assert isinstance(outcome, Outcome)
     assert outcome.name == name
     assert outcome.error is None
+    assert len(outcome.checks) >= min_checks, [c.as_dict() for c in outcome.checks]
+    for c in outcome.checks:
+        assert np.ndim(c.value) == 0 and math.isfinite(float(c.value)), c.as_dict()
     failed = [(c.what, c.value, c.op, c.threshold) for c in outcome.checks if not c.passed]
     assert outcome.verdict == "holds", failed
     assert outcome.figures and outcome.tables

@@ -4,6 +4,7 @@ full runs measured (wide enough for one seed, narrow enough to catch a broken mo
 the experiments rely on (masked narrow networks, full-batch steps through jl.fit) are checked
 against the direct computation."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -70,9 +71,7 @@ def test_whole_set_as_one_example_gives_full_batch_steps():
     for _ in range(steps):
         updates, state = optimizer.update(objective(params), state, params)
         params = optax.apply_updates(params, updates)
-    for got, want in zip(jax.tree_util.tree_leaves(result.params),
-                         jax.tree_util.tree_leaves(params)):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(result.params, params, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("b, expected", [([1, 2, 3, 4], 1.0), ([4, 3, 2, 1], -1.0),

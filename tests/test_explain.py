@@ -30,7 +30,7 @@ def _linear(n_features=6, n_classes=3, seed=0):
               "b": rng.normal(size=n_classes).astype(np.float32)}
 
     def apply(p, x):
-        return x.reshape(x.shape[0], -1) @ p["w"] + p["b"]
+        return x.reshape(x.shape[0], -1) @ p["w"] + p["b"][None, :]
 
     return apply, params
 

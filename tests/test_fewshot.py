@@ -2,6 +2,7 @@
 numpy class means, prototypical networks and baselines far above chance on a synthetic problem,
 learning curves vmapped vs looped."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +23,7 @@ def _data():
         3.0 * jax.random.normal(k_mean, (N_CLASSES, 2)))
     y = jnp.repeat(jnp.arange(N_CLASSES, dtype=jnp.int32), PER_CLASS)
     scale = jnp.concatenate([jnp.full(2, 0.3), jnp.full(DIM - 2, 3.0)])
-    return means[y] + scale * jax.random.normal(k_noise, (y.size, DIM)), y
+    return means[y] + scale[None, :] * jax.random.normal(k_noise, (y.size, DIM)), y
 
 
 X, Y = _data()
@@ -53,8 +54,7 @@ def test_stacked_episodes_equal_single_draws():
     assert eps.support_x.shape == (4, 6, DIM)
     second = fewshot.sample_episode(jax.random.split(KEY, 4)[1], X, Y, n_way=3, k_shot=2,
                                     n_query=2)
-    for stacked, single in zip(eps, second):
-        np.testing.assert_array_equal(stacked[1], single)
+    chex.assert_trees_all_equal(jax.tree_util.tree_map(lambda a: a[1], eps), second)
     for e in range(4):
         assert not set(np.asarray(eps.support_index[e])) & set(np.asarray(eps.query_index[e]))
 
@@ -104,7 +104,7 @@ def test_learning_curve_vmapped_equals_looped_and_reports_mean_sd():
     def nearest_mean(key, xs, ys):
         del key
         head = linear.ridge(xs, jax.nn.one_hot(ys, N_CLASSES, dtype=xs.dtype), 1.0)
-        return lambda x: x @ head["w"] + head["b"]
+        return lambda x: x @ head["w"] + head["b"][None, :]
 
     args = (nearest_mean, X, Y, X, Y)
     curve = fewshot.learning_curve(*args, key=KEY, n_per_class=(1, 4), n_seeds=3)

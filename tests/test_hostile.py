@@ -18,8 +18,9 @@ Inputs: random shapes (0-d up to 3-d, 0-size axes included), dtypes float16/32/6
 complex64, and values mixing ordinary numbers with NaN, +-inf and huge finite ones (1e30, 3e38).
 Every property runs under ``derandomize=True`` so CI sees the same cases every run.
 
-Number of cases: each property increments ``_CASES[name]`` once per executed example; the last
-test prints the total (run with ``-s`` to see it) and checks that every property ran.
+Number of cases: each property increments ``_CASES[name]`` once per executed example and counts
+its calls that were accepted and refused; the last test prints them (run with ``-s`` to see them)
+and checks that every property reached both branches.
 """
 
 from collections import Counter
@@ -37,6 +38,16 @@ import jaxlearn as jl
 from jaxlearn import data, features, linear, losses, metrics, nn, robust, uncertainty
 
 _CASES: Counter = Counter()
+# Per property, how many calls returned a result (then checked) and how many were refused.
+_OUTCOMES: dict[str, Counter] = {}
+_CURRENT = [""]
+
+
+def _case(name: str) -> None:
+    """Marks the start of one example of property ``name``."""
+    _CURRENT[0] = name
+    _CASES[name] += 1
+    _OUTCOMES.setdefault(name, Counter())
 
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 ALL_DTYPES = (*FLOAT_DTYPES, np.int32, np.bool_, np.complex64)
@@ -76,6 +87,12 @@ def _labels(n: int, low: int = -1, high: int = 4):
     return hnp.arrays(np.int32, (n,), elements=st.integers(low, high))
 
 
+def _distributions(shape):
+    """Well-formed probability rows: positive float32 entries normalised along the last axis."""
+    return hnp.arrays(np.float32, shape, elements=st.floats(0.125, 1, width=32)).map(
+        lambda a: (a / a.sum(-1, keepdims=True)).astype(np.float32))
+
+
 def _finite(*arrays) -> bool:
     return all(np.all(np.isfinite(np.asarray(a, np.complex128))) for a in arrays)
 
@@ -86,12 +103,15 @@ _REFUSED = object()
 def _call(fn, *args, names, **kwargs):
     """Calls ``fn``; a ValueError/TypeError must name one of ``names``; anything else propagates."""
     try:
-        return fn(*args, **kwargs)
+        out = fn(*args, **kwargs)
     except (ValueError, TypeError) as err:
         message = str(err)
         assert any(f"`{n}`" in message for n in names), (
             f"{type(err).__name__} does not name any of {names}: {message}")
+        _OUTCOMES[_CURRENT[0]]["refused"] += 1
         return _REFUSED
+    _OUTCOMES[_CURRENT[0]]["accepted"] += 1
+    return out
 
 
 def _must_refuse_nonfinite(out, **arrays) -> None:
@@ -120,7 +140,7 @@ def _check_math(out, reference, inputs) -> None:
 @_settings(60)
 @given(st.data())
 def test_mse(draw):
-    _CASES["mse"] += 1
+    _case("mse")
     p = draw.draw(hostile())
     t = draw.draw(st.one_of(hostile(shape=p.shape), hostile()))
     out = _call(losses.mse, p, t, names=("predictions", "targets"))
@@ -134,7 +154,7 @@ def test_mse(draw):
 @_settings(60)
 @given(st.data())
 def test_sigmoid_binary_cross_entropy(draw):
-    _CASES["sigmoid_bce"] += 1
+    _case("sigmoid_bce")
     logits = draw.draw(hostile())
     labels = draw.draw(st.one_of(hostile(shape=logits.shape, dtypes=FLOAT_DTYPES,
                                          elements=st.sampled_from([0.0, 1.0, 0.5])),
@@ -150,7 +170,7 @@ def test_sigmoid_binary_cross_entropy(draw):
 @_settings(60)
 @given(st.data())
 def test_softmax_cross_entropy_with_integer_labels(draw):
-    _CASES["softmax_ce_int"] += 1
+    _case("softmax_ce_int")
     logits = draw.draw(hostile())
     batch = logits.shape[:-1] if logits.ndim else ()
     labels = draw.draw(st.one_of(hnp.arrays(np.int32, batch, elements=st.integers(-1, 4)),
@@ -169,9 +189,10 @@ def test_softmax_cross_entropy_with_integer_labels(draw):
 @_settings(50)
 @given(st.data())
 def test_entropy_and_kl(draw):
-    _CASES["entropy_kl"] += 1
+    _case("entropy_kl")
     p = draw.draw(st.one_of(hostile(), hnp.arrays(np.float32, st.just((3, 4)),
-                                                   elements=st.floats(0, 1, width=32))))
+                                                   elements=st.floats(0, 1, width=32)),
+                            _distributions((3, 4))))
     q = draw.draw(st.one_of(hostile(shape=p.shape), st.just(p)))
     for fn, args in ((losses.entropy, (p,)), (losses.kl_divergence, (p, q))):
         out = _call(fn, *args, names=("p", "q"))
@@ -185,7 +206,7 @@ def test_entropy_and_kl(draw):
 @_settings(50)
 @given(st.data())
 def test_accuracy_log_loss(draw):
-    _CASES["accuracy_log_loss"] += 1
+    _case("accuracy_log_loss")
     n = draw.draw(st.integers(0, 5))
     scores = draw.draw(st.one_of(hostile(shape=st.sampled_from([(n, 3), (n,), (n, 1)]),
                                          elements=MOSTLY_FINITE),
@@ -206,10 +227,12 @@ def test_accuracy_log_loss(draw):
 @_settings(50)
 @given(st.data())
 def test_roc_auc(draw):
-    _CASES["roc_auc"] += 1
+    _case("roc_auc")
     n = draw.draw(st.integers(0, 6))
-    scores = draw.draw(st.one_of(hostile(shape=(n,), elements=MOSTLY_FINITE), hostile()))
-    y = draw.draw(st.one_of(_labels(n, 0, 1), _labels(n), hostile()))
+    scores = draw.draw(st.one_of(hostile(shape=(n,), elements=MOSTLY_FINITE), hostile(),
+                                 hnp.arrays(np.float32, (n,), elements=FINITE)))
+    y = draw.draw(st.one_of(_labels(n, 0, 1), _labels(n), hostile(),
+                            st.just(np.arange(n, dtype=np.int32) % 2)))  # both classes if n >= 2
     out = _call(metrics.roc_auc, y, scores, names=("y_true", "scores"))
     _must_refuse_nonfinite(out, scores=scores)
     if out is not _REFUSED:
@@ -219,11 +242,15 @@ def test_roc_auc(draw):
 @_settings(40)
 @given(st.data())
 def test_confusion_matrix(draw):
-    _CASES["confusion_matrix"] += 1
+    _case("confusion_matrix")
     n = draw.draw(st.integers(0, 5))
-    k = draw.draw(st.one_of(st.integers(-1, 4), st.sampled_from([2.0, np.nan, True, "3"])))
-    y_true = draw.draw(st.one_of(_labels(n), hostile()))
-    y_pred = draw.draw(st.one_of(_labels(n), hostile()))
+    if draw.draw(st.booleans()):  # well-formed: labels in range of the class count
+        k = draw.draw(st.integers(2, 4))
+        y_true, y_pred = draw.draw(_labels(n, 0, 1)), draw.draw(_labels(n, 0, 1))
+    else:
+        k = draw.draw(st.one_of(st.integers(-1, 4), st.sampled_from([2.0, np.nan, True, "3"])))
+        y_true = draw.draw(st.one_of(_labels(n), hostile()))
+        y_pred = draw.draw(st.one_of(_labels(n), hostile()))
     out = _call(metrics.confusion_matrix, y_true, y_pred, k,
                 names=("y_true", "y_pred", "n_classes"))
     if out is not _REFUSED:
@@ -233,11 +260,12 @@ def test_confusion_matrix(draw):
 @_settings(40)
 @given(st.data())
 def test_expected_calibration_error(draw):
-    _CASES["ece"] += 1
+    _case("ece")
     n = draw.draw(st.integers(0, 5))
     probs = draw.draw(st.one_of(
         hostile(shape=(n, 2)),
-        hnp.arrays(np.float32, (n, 2), elements=st.sampled_from([0.0, 0.5, 1.0])), hostile()))
+        hnp.arrays(np.float32, (n, 2), elements=st.sampled_from([0.0, 0.5, 1.0])), hostile(),
+        _distributions((n, 2))))
     y = draw.draw(st.one_of(_labels(n, 0, 1), hostile()))
     n_bins = draw.draw(st.sampled_from([15, 1, 0, -2, 2.5, np.nan, None]))
     out = _call(uncertainty.expected_calibration_error, probs, y, n_bins=n_bins,
@@ -252,7 +280,7 @@ def test_expected_calibration_error(draw):
 @_settings(40)
 @given(st.data())
 def test_one_hot(draw):
-    _CASES["one_hot"] += 1
+    _case("one_hot")
     y = draw.draw(st.one_of(hnp.arrays(np.int32, SHAPES, elements=st.integers(-1, 4)),
                             hostile()))
     k = draw.draw(st.one_of(st.integers(-1, 5), st.sampled_from([2.0, np.inf, None])))
@@ -265,7 +293,7 @@ def test_one_hot(draw):
 @_settings(40)
 @given(st.data())
 def test_fit_standardizer(draw):
-    _CASES["fit_standardizer"] += 1
+    _case("fit_standardizer")
     x = draw.draw(st.one_of(_matrix(), hostile()))
     out = _call(data.fit_standardizer, x, names=("x",))
     _must_refuse_nonfinite(out, x=x)
@@ -280,7 +308,7 @@ def test_fit_standardizer(draw):
 @_settings(40)
 @given(st.data())
 def test_train_test_split(draw):
-    _CASES["train_test_split"] += 1
+    _case("train_test_split")
     x = draw.draw(st.one_of(_matrix(), hostile()))
     n = x.shape[0] if x.ndim else 0
     y = draw.draw(st.one_of(_labels(n, 0, 2), hostile()))
@@ -300,7 +328,7 @@ def test_train_test_split(draw):
 @_settings(40)
 @given(st.data())
 def test_polynomial_features(draw):
-    _CASES["polynomial_features"] += 1
+    _case("polynomial_features")
     x = draw.draw(st.one_of(_matrix(), hostile()))
     degree = draw.draw(st.sampled_from([1, 2, 3, 0, -1, 2.0, None]))
     out = _call(features.polynomial_features, x, degree, names=("x", "degree"))
@@ -312,7 +340,7 @@ def test_polynomial_features(draw):
 @_settings(50)
 @given(st.data())
 def test_ridge_and_least_squares(draw):
-    _CASES["ridge_least_squares"] += 1
+    _case("ridge_least_squares")
     x = draw.draw(st.one_of(_matrix(), hostile()))
     n = x.shape[0] if x.ndim else 0
     y = draw.draw(st.one_of(hostile(shape=(n,), dtypes=(x.dtype.type,), elements=MOSTLY_FINITE),
@@ -355,7 +383,7 @@ def _conv_out(x_shape):
 @given(st.data())
 def test_layer_apply(draw):
     # Layers are pure math: NaN in may give NaN out; a wrong shape must be refused, not broadcast.
-    _CASES["layer_apply"] += 1
+    _case("layer_apply")
     layer, params, good, expected = draw.draw(st.sampled_from([
         (_DENSE, _DENSE_PARAMS, (4,), lambda s: _dense_out(s, 3)),
         (_CONV, _CONV_PARAMS, (6, 2), _conv_out),
@@ -377,7 +405,7 @@ _CE = "softmax_cross_entropy_with_integer_labels"
 @_settings(15)
 @given(st.data())
 def test_fit_and_evaluate(draw):
-    _CASES["fit_evaluate"] += 1
+    _case("fit_evaluate")
     n = draw.draw(st.integers(0, 4))
     x = draw.draw(st.one_of(hostile(shape=(n, 4), dtypes=(np.float32,), elements=MOSTLY_FINITE),
                             hostile()))
@@ -401,7 +429,7 @@ def test_fit_and_evaluate(draw):
 @_settings(30)
 @given(st.data())
 def test_fgsm(draw):
-    _CASES["fgsm"] += 1
+    _case("fgsm")
     n = draw.draw(st.integers(0, 3))
     x = draw.draw(st.one_of(hostile(shape=(n, 4), dtypes=(np.float32,), elements=MOSTLY_FINITE),
                             hostile()))
@@ -470,11 +498,17 @@ def test_fit_standardizer_huge_finite_values_do_not_overflow():
 # ---------------------------------------------------------------------------------- summary
 
 def test_zz_case_count():
-    # Runs last (file order): every property above ran at least one example.
+    # Runs last (file order). A property is only as good as the examples that reach each of its
+    # branches: every property must have had some calls accepted (their result checked against
+    # the contract) and some refused (the error message checked). A strategy that never yields a
+    # valid input, or a validation that refuses everything, fails here.
     names = {"mse", "sigmoid_bce", "softmax_ce_int", "entropy_kl", "accuracy_log_loss", "roc_auc",
              "confusion_matrix", "ece", "one_hot", "fit_standardizer", "train_test_split",
              "polynomial_features", "ridge_least_squares", "layer_apply", "fit_evaluate", "fgsm"}
     if set(_CASES) != names:
         pytest.skip("run the whole file to count the cases")
-    print(f"\nhostile-input cases tried: {sum(_CASES.values())} {dict(_CASES)}")
-    assert all(_CASES[name] >= 1 for name in names)
+    print(f"\nhostile-input cases tried: {sum(_CASES.values())} "
+          f"{ {name: dict(outcomes) for name, outcomes in _OUTCOMES.items()} }")
+    one_sided = {name: dict(outcomes) for name, outcomes in _OUTCOMES.items()
+                 if outcomes["accepted"] < 1 or outcomes["refused"] < 1}
+    assert not one_sided, f"properties that never reached one of their branches: {one_sided}"

@@ -204,7 +204,7 @@ def test_fit_logistic_regression_same_key_same_bits_and_convex():
     np.testing.assert_allclose(a["w"], c["w"], atol=1e-3)
 
     def objective(p):
-        logits = x @ p["w"] + p["b"]
+        logits = x @ p["w"] + p["b"][None, :]
         nll = jnp.mean(losses.sigmoid_binary_cross_entropy(logits[:, 0], jnp.asarray(y)))
         return nll + 0.01 * jnp.sum(p["w"] ** 2)
 

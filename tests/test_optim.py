@@ -2,6 +2,7 @@
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -175,9 +176,7 @@ def test_two_updates_match_hand_computation(name, kwargs, expect_kwargs):
     # bias correction 1 - b2^t = 2e-3 at t = 2, computed in float32 with a 1.2e-7 absolute
     # rounding error, i.e. 6e-5 relative in s_hat and 3e-5 in the update: 1e-4 there.
     rtol = 1e-4 if name.startswith("adam") else 1e-6
-    for g, w in zip(got, want):
-        jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=rtol,
-                                                                       atol=1e-7), g, w)
+    chex.assert_trees_all_close(tuple(got), tuple(want), rtol=rtol, atol=1e-7)
 
 
 def test_optimizer_uses_the_schedule():

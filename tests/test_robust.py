@@ -16,7 +16,7 @@ CE = "softmax_cross_entropy_with_integer_labels"
 
 def linear_apply(params, x):
     """A softmax-regression classifier: logits ``x W + b``."""
-    return x @ params["w"] + params["b"]
+    return x @ params["w"] + params["b"][None, :]
 
 
 def _linear_problem(seed=0, n=8, d=6, k=4):

@@ -2,6 +2,7 @@
 per-group learning rates against a hand-written SGD step, the ridge probe against the normal
 equations in float64, head-first fine-tuning."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,11 +21,6 @@ Y = (jnp.argmax(X[:, :N_CLASSES], axis=1)).astype(jnp.int32)
 LOSS = "softmax_cross_entropy_with_integer_labels"
 
 
-def _leaves_equal(a, b):
-    return all(np.array_equal(u, v) for u, v in
-               zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
-
-
 def test_paths_labels_and_select():
     paths = transfer.param_paths(PARAMS)
     assert paths == (({"b": "0/0/b", "w": "0/0/w"}, ()), {"b": "1/b", "w": "1/w"})
@@ -41,7 +37,7 @@ def test_frozen_params_are_bitwise_unchanged_by_fit():
     opt = transfer.freeze(optax.adamw(1e-2, weight_decay=0.5), trainable=(False, True))
     result = train.fit(MODEL.apply, PARAMS, X, Y, loss=LOSS, optimizer=opt, key=KEY,
                        batch_size=20, steps=15)
-    assert _leaves_equal(result.params[0], PARAMS[0])
+    chex.assert_trees_all_equal(result.params[0], PARAMS[0])
     assert not np.allclose(result.params[1]["w"], PARAMS[1]["w"])
 
 
@@ -54,7 +50,7 @@ def test_multi_lr_applies_each_group_its_learning_rate():
     grads = jax.grad(objective)(PARAMS)
     updates, _ = opt.update(grads, opt.init(PARAMS), PARAMS)
     new = optax.apply_updates(PARAMS, updates)
-    assert _leaves_equal(new[0], PARAMS[0])
+    chex.assert_trees_all_equal(new[0], PARAMS[0])
     # One SGD step p - 0.1 g: the same float32 operations, so equal to rounding (1e-7).
     for name in ("w", "b"):
         np.testing.assert_allclose(new[1][name], PARAMS[1][name] - 0.1 * grads[1][name],
@@ -64,7 +60,7 @@ def test_multi_lr_applies_each_group_its_learning_rate():
 def test_ridge_probe_matches_the_normal_equations():
     feats = transfer.features(BACKBONE.apply, PARAMS[0], X)
     # Batched vs whole-array matmul: float32 rounding only.
-    np.testing.assert_allclose(feats, jax.nn.relu(X @ PARAMS[0][0]["w"] + PARAMS[0][0]["b"]),
+    np.testing.assert_allclose(feats, jax.nn.relu(X @ PARAMS[0][0]["w"] + PARAMS[0][0]["b"][None]),
                                rtol=1e-5, atol=1e-6)
     probe = transfer.linear_probe(KEY, feats, Y, n_classes=N_CLASSES, lam=2.0)
     f = np.asarray(feats, np.float64)
@@ -81,7 +77,7 @@ def test_logistic_probe_gives_one_logit_per_class():
     probe = transfer.linear_probe(KEY, X, y2, n_classes=2, method="logistic", l2=1e-3)
     assert probe["w"].shape == (4, 2) and probe["b"].shape == (2,)
     np.testing.assert_array_equal(probe["w"][:, 0], 0.0)
-    accuracy = float(jnp.mean(jnp.argmax(X @ probe["w"] + probe["b"], axis=1) == y2))
+    accuracy = float(jnp.mean(jnp.argmax(X @ probe["w"] + probe["b"][None], axis=1) == y2))
     assert accuracy > 0.95      # linearly separable by construction
 
 
@@ -90,7 +86,7 @@ def test_head_first_fine_tune_keeps_backbone_in_stage_one():
                                 key=KEY, batch_size=20, steps=12, head_steps=6)
     head_stage, full_stage = result.stages
     assert head_stage.steps == 6 and full_stage.steps == 12
-    assert _leaves_equal(head_stage.params[0], PARAMS[0])
+    chex.assert_trees_all_equal(head_stage.params[0], PARAMS[0])
     assert not np.allclose(result.params[0][0]["w"], PARAMS[0][0]["w"])
     assert full_stage.history["loss"][-1] < head_stage.history["loss"][0]
 
