@@ -354,7 +354,7 @@ def test_fit_many_matches_separate_fits():
         _, p_i = model.init(init_keys[i], (5,))
         single = train.fit(model.apply, p_i, x, y, loss=CE, optimizer=opt, key=fit_keys[i],
                            batch_size=16, epochs=5)
-        member = jax.tree_util.tree_map(lambda p: p[i], many.params)
+        member = jax.tree_util.tree_map(lambda p, i=i: p[i], many.params)
         chex.assert_trees_all_close(member, single.params, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose([h[i] for h in many.history["loss"]], single.history["loss"],
                                    rtol=1e-5)
@@ -408,7 +408,7 @@ def test_init_stacked_equals_separate_inits_bitwise():
     stacked = nn.init_stacked(model, keys, (5,))
     for i in range(3):
         single = model.init(keys[i], (5,))[1]
-        chex.assert_trees_all_equal(jax.tree_util.tree_map(lambda p: p[i], stacked), single)
+        chex.assert_trees_all_equal(jax.tree_util.tree_map(lambda p, i=i: p[i], stacked), single)
 
 
 def test_data_too_large_for_the_device_is_refused_up_front(monkeypatch):
