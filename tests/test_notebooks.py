@@ -28,7 +28,9 @@ def test_notebook_executes(name):
     text = "\n".join(out.get("text", "") + str(out.get("data", {}).get("text/markdown", ""))
                      for cell in book.cells if cell.cell_type == "code"
                      for out in cell.get("outputs", []))
-    assert "Verdict: does not hold" not in text and "FAIL " not in text
+    # One quick seed leaves checks over seeds inconclusive; none may fail or not hold.
+    assert "Verdict: does not hold" not in text and "DOES NOT HOLD" not in text
+    assert "Verdict: failed" not in text
     assert "Verdict: holds" in text
     images = sum("image/png" in out.get("data", {}) for cell in book.cells
                  if cell.cell_type == "code" for out in cell.get("outputs", []))
