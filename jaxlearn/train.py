@@ -54,7 +54,7 @@ from jaxlearn import _checks, _placement, losses
 from jaxlearn import checkpoint as checkpoint_lib
 from jaxlearn._placement import Placement
 from jaxlearn._programs import clear_compile_cache, compile_program
-from jaxlearn._step import Carry, make_step, scan_epoch, scan_epochs
+from jaxlearn._step import Carry, guard_epoch, make_step, scan_epoch, scan_epochs
 from jaxlearn.apply import StatefulApply, as_apply, as_model, from_linen, from_nnx
 from jaxlearn.callbacks import (
     Callback,
@@ -254,13 +254,18 @@ def _sample_weights(sample_weight, class_weight, y, kind, out_shape):
 # ------------------------------------------------------------------------------ programs
 
 def _program(kind, spec, batch_size, seg: Segment, nan_guard, where, donate, args, vmapped=False):
+    """The compiled program for one segment. ``nan_guard``: ``"step"`` (every step checked),
+    ``"epoch"`` (each epoch checked at its end, see :func:`jaxlearn._step.guard_epoch`) or
+    ``None``."""
     static = (spec.model, spec.loss_fn, spec.optimizer, spec.penalty, batch_size, seg.n_steps,
               seg.n_epochs, nan_guard, where.batch_sharding, donate)
 
     def build():
         step = make_step(spec.model, spec.loss_fn, optax.with_extra_args_support(spec.optimizer),
-                         spec.penalty, nan_guard, where.batch_sharding)
+                         spec.penalty, nan_guard == "step", where.batch_sharding)
         fn = scan_epoch(step, batch_size, seg.n_steps)
+        if nan_guard == "epoch":
+            fn = guard_epoch(fn, seg.n_steps)
         if seg.n_epochs > 1:
             fn = scan_epochs(fn, seg.n_epochs, seg.n_steps)
         if vmapped:
@@ -315,8 +320,10 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
       callbacks: :class:`~jaxlearn.callbacks.Callback` objects (see that module for the
         lifecycle), objects with some of its hooks, or plain functions
         ``fn(epoch, logs, params) -> stop?``. The same objects may serve many fits in sequence.
-      nan_guard: skip and stop at the first step whose loss, params, optimizer state or model
-        state is not finite.
+      nan_guard: stop at the first step whose loss, params, optimizer state or model state is not
+        finite and return the state after the step before it. Each epoch is checked once at its
+        end; an epoch that went non-finite is rerun with a check after every step to find the
+        step (the same steps, bitwise; tested).
       progress: show a tqdm progress bar over epochs. verbose: print one line per epoch.
       resume_from: a checkpoint folder (see :class:`jaxlearn.checkpoint.Checkpoint`). If it holds
         a checkpoint of this run (the same fingerprint: model, optimizer and hyperparameters, loss,
@@ -352,7 +359,17 @@ def fit(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: str | C
     programs = {}
     for seg in state_segments(sched, state, per_epoch):
         args = (carry, data, state.key, where.scalar(0), where.scalar(0))
-        programs[seg[1:]] = _program("fit", spec, batch_size, seg, nan_guard, where, donate, args)
+        programs[seg[1:]] = _program("fit", spec, batch_size, seg, "epoch" if nan_guard else None,
+                                     where, donate, args)
+
+    def pinpoint(carry, seg: Segment, epoch: int, step0: int):
+        # Runs the epoch again from its start, checking every step (compiled only when needed).
+        one = Segment(epoch, 1, seg.n_steps)
+        args = (carry._replace(bad_step=where.state(np.int32(-1))), data, state.key,
+                where.scalar(epoch), where.scalar(step0))
+        return _program("fit", spec, batch_size, one, "step", where, donate, args)(*args)
+
+    programs["pinpoint"] = pinpoint
     evaluator = None
     if spec.validation is not None:
         evaluator = make_evaluator(spec.model, spec.loss_fn, spec.metric_fns,
@@ -416,6 +433,12 @@ def _run(spec, sched, state, carry, data, programs, evaluator, cbs, where, per_e
                                           where.scalar(state.step))
         values, bad = jax.device_get((values, carry.bad_step))  # one host sync per call
         values, bad = np.reshape(values, (seg.n_epochs, seg.n_steps)), int(bad)
+        if bad >= 0:  # the epoch from step `bad` went non-finite; carry is its start
+            j = (bad - state.step) // seg.n_steps
+            carry, epoch_values = programs["pinpoint"](carry, seg, seg.first + j, bad)
+            epoch_values, bad = jax.device_get((epoch_values, carry.bad_step))
+            values, bad = values.copy(), int(bad)
+            values[j] = epoch_values
         seg_time = (time.perf_counter() - t) / seg.n_epochs
         state = state._replace(params=carry.params, opt_state=carry.opt_state,
                                model_state=carry.model_state)
@@ -530,8 +553,9 @@ def fit_many(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: st
     programs = {}
     for seg in segments:
         args = (carry, data, keys, where.scalar(0), where.scalar(0))
-        programs[seg[1:]] = _program("fit_many", spec, batch_size, seg, nan_guard, where, True,
-                                     args, vmapped=True)
+        programs[seg[1:]] = _program("fit_many", spec, batch_size, seg,
+                                     "step" if nan_guard else None, where, True, args,
+                                     vmapped=True)
     compile_time = time.perf_counter() - t0
 
     history: dict[str, list] = {"loss": [], "epoch_time": []}

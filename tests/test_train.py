@@ -544,6 +544,34 @@ def test_params_given_to_callbacks_stay_valid_after_the_epoch():
     chex.assert_trees_all_equal(host[-1], jax.tree_util.tree_map(np.asarray, result.params))
 
 
+def test_nan_guard_checks_each_epoch_without_changing_the_arithmetic():
+    # The guard checks once per epoch and reruns a bad epoch step by step; on a finite run it
+    # must not change a bit of the result (params, optimizer state, history) against no guard.
+    x, y = _blobs()
+    model, params = _model_and_params()
+    kw = dict(epochs=3, optimizer=optax.adam(1e-2))
+    guarded = _fit(model, params, x, y, **kw)
+    bare = _fit(model, params, x, y, nan_guard=False, **kw)
+    assert guarded.stop_reason is None and guarded.history["loss"] == bare.history["loss"]
+    chex.assert_trees_all_equal(guarded.params, bare.params)
+    chex.assert_trees_all_equal(guarded.opt_state, bare.opt_state)
+
+
+def test_nan_guard_finds_the_step_inside_a_later_epoch_of_one_program():
+    # Divergence in the middle of epoch >= 1 of a single multi-epoch program: the step found by
+    # the rerun must be the same as the per-step guard of fit_many (one member) finds.
+    x, y, model, params = _diverging_least_squares(64)
+    kw = dict(loss="mse", optimizer=optax.sgd(5.0), batch_size=16, steps=500)
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        one = train.fit(model.apply, params, x, y, key=jax.random.key(0), **kw)
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        many = train.fit_many(model.apply, jax.tree_util.tree_map(lambda p: p[None], params),
+                              x, y, keys=jax.random.key(0)[None], **kw)
+    assert one.steps > 4  # inside epoch >= 1 (4 steps an epoch)
+    assert f"steps [{one.steps}]" in many.stop_reason
+    chex.assert_trees_all_equal(one.params, jax.tree_util.tree_map(lambda p: p[0], many.params))
+
+
 def test_nan_guard_covers_the_optimizer_state():
     # Inputs of 1e20 make the gradient ~1e20: Adam's nu = g^2 overflows to inf while its update
     # mu / (sqrt(nu) + eps) is 0, so params and loss stay finite and training would freeze
