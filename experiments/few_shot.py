@@ -1,6 +1,30 @@
 """Few-shot learning on held-out classes: 5-way 1-shot and 5-shot episodes of MNIST-1D digits 5-9,
 with prototypical networks trained episodically on digits 0-4 against a linear probe and a
-fine-tuned linear head on the same episodes."""
+fine-tuned linear head on the same episodes.
+
+A seed is one prototypical network (its own init and training episodes) and one set of test
+episodes; each per-seed value is a mean over that seed's episodes, and each check is judged by
+the 95% Student-t interval of the mean over seeds (means over hundreds of episodes are close to
+normal; no bootstrap). Thresholds and their sources:
+
+- the worst of the 6 (embedding, head) methods beats chance (0.2) by >= 0.1 in 1-shot episodes,
+  and every method gains from 5 shots over 1 (per seed: the worst method, the smallest gain):
+  the lecture's claim as stated in ``CLAIM``; 0.1 over chance is a low bar, kept as the claim
+  states it;
+- the comparison the issue asked for, prototypical network against the fine-tuning baseline
+  (Snell et al. 2017 present prototypical networks as beating such baselines; Chen et al. 2019,
+  "A Closer Look at Few-shot Classification", find a pretrained classifier with a new linear head
+  competitive): protonet (prototypes on the episodically trained embedding) - fine-tuned linear
+  head on the cross-entropy classifier's embedding > 0, paired over the same episodes, at 1 and
+  5 shots. The direction is the claim; whether it holds on our data is a finding.
+
+The classifier embedding is the transfer experiment's single pretrained backbone, so its
+per-seed values vary with the episodes only. Seeds: quick 2, full 6 (t_{0.975, 5} = 2.57). The
+full run took 120 s with a warm XLA compilation cache and 273 s cold, on 2 CPU cores shared with
+other jobs (load average ~15); with 10 seeds it took 635 s cold, over the 4-minute budget, so full
+mode was cut to 6 seeds. At offsets 0 and 100 (6 and 10 seeds) the first three checks hold; the
+5-shot protonet - baseline comparison is inconclusive at offset 0 and holds at offset 100, so
+that one is not a stable verdict at this number of seeds."""
 
 from __future__ import annotations
 
@@ -11,13 +35,16 @@ import optax
 from matplotlib.figure import Figure
 
 import jaxlearn as jl
-from experiments import transfer
+from experiments import seed_list, transfer
+from jaxlearn import stats
 from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table
 
 CLAIM = ("Embeddings learnt on other classes let a model recognise new classes from a handful of "
          "examples: on 5-way episodes of MNIST-1D digits never seen in training, a prototypical "
          "network, a ridge probe and a fine-tuned linear head all beat chance (0.2) by >= 0.1 "
-         "with 1 example per class and improve with 5 examples per class.")
+         "with 1 example per class and improve with 5 examples per class; the episodically "
+         "trained prototypical network beats the fine-tuning baseline (a classifier's embedding "
+         "with a new linear head) on the same episodes.")
 
 N_WAY = 5
 N_QUERY = 15
@@ -31,12 +58,16 @@ COLORS = {"prototypes": "#3182bd", "ridge probe": "#31a354",
           "fine-tuned linear head": "#e6550d"}
 
 
-def _train_protonets(embed, x, y, n_seeds: int, steps: int):
+def _train_protonets(embed, x, y, seed_values, steps: int):
     """One prototypical network per seed (5-way 5-shot training episodes with 15 queries per
     class), all seeds in one compiled program (``jl.fewshot.train_protonet`` vmapped).
     Returns stacked params and losses ``[n_seeds, steps]``."""
-    keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(21), s))(jnp.arange(n_seeds))
-    params0 = transfer.init_members(embed, jax.random.key(22), n_seeds, (40,))
+    keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(21), s))(
+        jnp.asarray(seed_values))
+    init_key = jax.random.key(22)
+    # Seeds 0..n-1 keep the original inits; any other first seed draws fresh ones.
+    init_key = jax.random.fold_in(init_key, seed_values[0]) if seed_values[0] else init_key
+    params0 = transfer.init_members(embed, init_key, len(seed_values), (40,))
 
     def train(key, params):
         return jl.fewshot.train_protonet(embed.apply, params, x, y,
@@ -58,7 +89,20 @@ def _evaluate(embed, params, episodes, scale):
                 learning_rate=10.0 / scale)}
 
 
-def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
+def _reading(est) -> str:
+    """The paired protonet - baseline interval in words."""
+    if est.low > 0:
+        return "the protonet is better"
+    if est.high < 0:
+        return ("the fine-tuning baseline is better, as Chen et al. 2019 found for simple "
+                "baselines; Snell et al.'s claim does not carry over to this setting")
+    return "no difference beyond seed noise at this number of seeds"
+
+
+def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
+        progress=None) -> Outcome:
+    seed_values = seed_list(seeds, seed_offset, quick=quick, default=(2, 6))
+    seeds = len(seed_values)
     n_episodes = 200 if quick else 600
     proto_steps = 500 if quick else PROTO_STEPS
     pretrain_steps = 600 if quick else 1000          # shared with the transfer experiment
@@ -74,7 +118,7 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
         if progress:
             progress(done, total)
 
-    protonets = _train_protonets(embed, x_train, y_train, seeds, proto_steps)
+    protonets = _train_protonets(embed, x_train, y_train, seed_values, proto_steps)
     step()
     classifier_params, _, _ = transfer.pretrained_classifier(pretrain_steps)
     step()
@@ -86,26 +130,36 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
     # acc[embedding][head][shot]: [seeds] mean query accuracy over the seed's episodes.
     acc = {e: {h: {k: [] for k in SHOTS} for h in HEADS} for e in EMBEDDINGS}
     per_episode = {}
-    for s in range(seeds):
-        params = {EMBEDDINGS[0]: jax.tree_util.tree_map(lambda a, s=s: a[s], protonets.params),
+    for i, s in enumerate(seed_values):
+        params = {EMBEDDINGS[0]: jax.tree_util.tree_map(lambda a, i=i: a[i], protonets.params),
                   EMBEDDINGS[1]: classifier_params[0]}
+        scales = {e: feature_scale(p) for e, p in params.items()}
         for k_shot in SHOTS:
             episodes = jl.fewshot.sample_episodes(
                 jax.random.fold_in(jax.random.key(23 + k_shot), s), x_new, y_new,
                 n_episodes=n_episodes, n_way=N_WAY, k_shot=k_shot, n_query=N_QUERY)
             for e, p in params.items():
-                for h, a in _evaluate(embed, p, episodes, feature_scale(p)).items():
+                for h, a in _evaluate(embed, p, episodes, scales[e]).items():
                     acc[e][h][k_shot].append(float(jnp.mean(a)))
-                    if s == 0:
+                    if i == 0:
                         per_episode[(e, h, k_shot)] = np.asarray(a)
         step()
 
-    means = {(e, h, k): float(np.mean(acc[e][h][k])) for e in EMBEDDINGS for h in HEADS
-             for k in SHOTS}
-    worst_1shot = min(means[(e, h, 1)] for e in EMBEDDINGS for h in HEADS)
-    min_gain = min(means[(e, h, 5)] - means[(e, h, 1)] for e in EMBEDDINGS for h in HEADS)
-    ranking = {k: sorted(((means[(e, h, k)], f"{h} on {e.split(' (')[0]}") for e in EMBEDDINGS
-                          for h in HEADS), reverse=True) for k in SHOTS}
+    per_seed = {(e, h, k): np.asarray(acc[e][h][k]) for e in EMBEDDINGS for h in HEADS
+                for k in SHOTS}                                          # [seeds] each
+    means = {key: float(v.mean()) for key, v in per_seed.items()}
+    methods = [(e, h) for e in EMBEDDINGS for h in HEADS]
+    worst_1shot = np.min([per_seed[(e, h, 1)] for e, h in methods], axis=0)     # [seeds]
+    min_gain = np.min([per_seed[(e, h, 5)] - per_seed[(e, h, 1)] for e, h in methods], axis=0)
+    proto, baseline = (EMBEDDINGS[0], "prototypes"), (EMBEDDINGS[1], "fine-tuned linear head")
+    # Same episodes for both methods of a seed: the per-seed difference is paired.
+    proto_minus_ft = {k: per_seed[(*proto, k)] - per_seed[(*baseline, k)] for k in SHOTS}
+    comparison = {k: stats.estimate(v) for k, v in proto_minus_ft.items()}
+    ranking = {k: sorted(((means[(e, h, k)], f"{h} on {e.split(' (')[0]}") for e, h in methods),
+                         reverse=True) for k in SHOTS}
+    comparison_source = ("the issue's comparison: Snell et al. 2017 (protonets beat "
+                         "fine-tuning baselines) vs Chen et al. 2019 (a pretrained classifier + "
+                         "linear head is competitive); direction only")
 
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
@@ -136,11 +190,23 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
                 for (e, h, k), v in per_episode.items()}
     return Outcome(
         name="few_shot", claim=CLAIM,
-        checks=[Check("worst 1-shot accuracy over the 6 methods - chance", worst_1shot - 0.2,
-                      ">=", 0.1),
-                Check("smallest 5-shot - 1-shot gain over the 6 methods", min_gain, ">", 0.0)],
+        checks=[Check.sample("1-shot: worst of the 6 methods - chance (per seed)",
+                             worst_1shot - 1 / N_WAY, ">=", 0.1,
+                             source="lecture claim: all methods beat chance (0.2) by >= 0.1 "
+                                    "with 1 example per class"),
+                Check.sample("smallest 5-shot - 1-shot gain over the 6 methods (per seed)",
+                             min_gain, ">", 0.0,
+                             source="lecture claim: every method improves with 5 examples per "
+                                    "class (direction)"),
+                *(Check.sample(f"{k}-shot: protonet - fine-tuning baseline (paired episodes)",
+                               proto_minus_ft[k], ">", 0.0, source=comparison_source)
+                  for k in SHOTS)],
         numbers={"accuracy": {e: {h: {str(k): v for k, v in d.items()} for h, d in hd.items()}
                               for e, hd in acc.items()},
+                 "protonet_minus_finetune_baseline": {str(k): v.tolist()
+                                                      for k, v in proto_minus_ft.items()},
+                 "worst_1shot_per_seed": worst_1shot.tolist(),
+                 "min_gain_per_seed": min_gain.tolist(), "seed_values": list(seed_values),
                  "ranking": {str(k): [(round(m, 4), name) for m, name in r]
                              for k, r in ranking.items()},
                  "ci95_half_width_seed0": interval, "n_episodes": n_episodes,
@@ -165,5 +231,11 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
                "norm is ~650). Best first, 1-shot: "
                + "; ".join(f"{name} {m:.3f}" for m, name in ranking[1][:3])
                + ". 5-shot: " + "; ".join(f"{name} {m:.3f}" for m, name in ranking[5][:3])
-               + "." + (" Quick mode: 200 episodes, 500 protonet steps, 600 classifier steps."
-                        if quick else "")))
+               + ". Protonet (episodic) - fine-tuning baseline (classifier embedding + new "
+               "linear head), paired over the same episodes: "
+               + "; ".join(f"{k}-shot {comparison[k]}: {_reading(comparison[k])}"
+                           for k in SHOTS)
+               + ". Every episode draws all five of digits 5-9 (only their examples and "
+               "order change), so the episodes are one 5-class task, not many tasks."
+               + (f" Quick mode: 200 episodes, 500 protonet steps, 600 classifier steps, "
+                  f"{seeds} seeds (intervals mostly inconclusive)." if quick else "")))

@@ -6,6 +6,20 @@ a local minimum in every period. GD ``x_{t+1} = x_t - eta J'(x_t)`` converges ne
 ``|1 - eta J''(x*)| < 1``, i.e. ``eta < 2/8 = 0.25``: smaller ``eta`` is slower (the error
 shrinks by ``1 - 8 eta`` per step), larger ``eta`` overshoots and oscillates, and a very large
 step can jump out of the domain.
+
+Each seed draws its own random starts. The evidence (checks over seeds, Student t intervals):
+
+- "reaches the minimum its start lies above": per seed, the fraction of wavy starts that end at
+  the local minimum of their own valley (the valleys are bounded by J's local maxima, located on
+  a fine grid), claimed ``>= 1`` (every start; the claim);
+- "eta = 0.01 needs >= 5x the steps of eta = 0.1": per seed, mean steps to converge at 0.01
+  over mean steps at 0.1 (theory: steps scale like 1/eta, a 10x ratio; 5x is half of it as a
+  practical margin, since the approach from far starts is not in the linear regime).
+
+Theorems stay as labelled sanity checks (exact): with eta = 0.1 every start converges
+(contraction factor |1 - 8 eta| = 0.2 near x*), with eta = 0.3 none does (|1 - 8 eta| = 1.4 > 1).
+Seeds: quick 3 (1 before), full 10 (~26 s on a 2-core CPU shared with other jobs, load ~25: all
+seeds' starts run as one vmapped batch).
 """
 
 from __future__ import annotations
@@ -18,10 +32,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import jaxlearn as jl
+from experiments import seed_list
 from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table
 
-CLAIM = ("Gradient descent reaches the minimum its start lies above: on the wavy cost starts in "
-         "different valleys end in >= 2 different local minima, while on the simple cost every "
+CLAIM = ("Gradient descent reaches the minimum its start lies above: on the wavy cost every start "
+         "ends at the local minimum of its own valley (starts in different valleys end in "
+         "different local minima), while on the simple cost every "
          "start reaches x* = e^(-1/2). The learning rate trades speed for stability: eta = 0.01 "
          "needs >= 5x the steps of eta = 0.1, and eta = 0.3 > 2/J''(x*) never converges.")
 
@@ -47,6 +63,29 @@ def _simple_runs(starts, steps):
         for lr in LEARNING_RATES}
 
 
+def _valleys(low=0.4, high=6.6, n=200_001):
+    """J_wavy's local minima and the maxima that bound their valleys on ``(low, high)``.
+
+    Located where J' changes sign on a grid of ``n`` points (spacing 3e-5, well below the 0.01
+    tolerance the end points are matched with). Returns ``(minima, maxima)``, increasing.
+    """
+    grid = np.linspace(low, high, n, dtype=np.float32)
+    slope = np.sign(np.asarray(jax.vmap(jax.grad(jl.optim.j_wavy))(jnp.asarray(grid))))
+    change = np.nonzero(slope[:-1] != slope[1:])[0]
+    minima = [float(grid[i + 1]) for i in change if slope[i] < 0 < slope[i + 1]]
+    maxima = [float(grid[i + 1]) for i in change if slope[i] > 0 > slope[i + 1]]
+    return minima, maxima
+
+
+def _own_valley_fraction(starts, ends, minima, maxima):
+    """Fraction of starts whose end point is within 0.01 of the minimum of the valley the start
+    lies in (between the local maxima around it)."""
+    valley = np.searchsorted(np.asarray(maxima), starts)     # index among the maxima bounds
+    bounds = np.concatenate([[-np.inf], maxima, [np.inf]])
+    own = np.array([next(m for m in minima if bounds[v] < m < bounds[v + 1]) for v in valley])
+    return float(np.mean(np.abs(np.asarray(ends) - own) < 1e-2))
+
+
 def _wavy_minima(ends):
     """Distinct end points that are local minima of j_wavy (|J'| small, J'' > 0)."""
     ends = jnp.asarray(ends, jnp.float32)
@@ -56,24 +95,35 @@ def _wavy_minima(ends):
     return sorted({round(float(e), 2) for e, ok in zip(np.asarray(ends), is_min) if ok}), is_min
 
 
-def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
+def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
+        progress=None) -> Outcome:
+    seed_values = seed_list(seeds, seed_offset, quick=quick, default=(3, 10))
+    seeds = len(seed_values)
     steps = 1000
     n_starts = 6 if quick else 12
     total = seeds + 1
-    per_seed = []
-    for seed in range(seeds):
-        k_simple, k_wavy = jax.random.split(jax.random.key(seed))
-        simple_starts = jax.random.uniform(k_simple, (n_starts,), jnp.float32, 0.45, 3.0)
-        wavy_starts = jax.random.uniform(k_wavy, (n_starts,), jnp.float32, 0.45, 6.3)
-        runs = _simple_runs(simple_starts, steps)
-        wavy = jl.optim.gradient_descent_many(jl.optim.j_wavy, wavy_starts,
+    keys = [jax.random.split(jax.random.key(seed)) for seed in seed_values]
+    simple_starts = [jax.random.uniform(k[0], (n_starts,), jnp.float32, 0.45, 3.0) for k in keys]
+    wavy_starts = [jax.random.uniform(k[1], (n_starts,), jnp.float32, 0.45, 6.3) for k in keys]
+    # Every seed's starts in one batch: one compiled program per learning rate for all seeds.
+    all_runs = _simple_runs(jnp.concatenate(simple_starts), steps)
+    all_wavy = jl.optim.gradient_descent_many(jl.optim.j_wavy, jnp.concatenate(wavy_starts),
                                               learning_rate=WAVY_LR, steps=steps)
-        minima, is_min = _wavy_minima(wavy.xs[:, -1])
-        per_seed.append({"runs": runs, "simple_starts": np.asarray(simple_starts),
-                         "wavy_starts": np.asarray(wavy_starts), "wavy": wavy,
-                         "wavy_minima": minima, "wavy_all_minima": bool(is_min.all())})
+    valley_minima, valley_maxima = _valleys()
+    per_seed = []
+    for i in range(seeds):
+        part = slice(i * n_starts, (i + 1) * n_starts)
+        wavy = jax.tree_util.tree_map(lambda a, part=part: a[part], all_wavy)
+        ends = np.asarray(wavy.xs[:, -1])
+        minima, is_min = _wavy_minima(ends)
+        per_seed.append({"runs": {lr: xs[part] for lr, xs in all_runs.items()},
+                         "simple_starts": np.asarray(simple_starts[i]),
+                         "wavy_starts": np.asarray(wavy_starts[i]), "wavy": wavy,
+                         "wavy_minima": minima, "wavy_all_minima": bool(is_min.all()),
+                         "own_valley": _own_valley_fraction(np.asarray(wavy_starts[i]), ends,
+                                                            valley_minima, valley_maxima)})
         if progress:
-            progress(seed + 1, total)
+            progress(i + 1, total)
 
     # Table over all starts of all seeds.
     table = {}
@@ -98,28 +148,36 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
     if progress:
         progress(total, total)
 
-    good, slow, large = table[GOOD], table[SLOW], table[TOO_LARGE]
-    speedup = (np.mean(slow["steps_to_converge"]) / np.mean(good["steps_to_converge"])
-               if slow["steps_to_converge"] and good["steps_to_converge"] else float("nan"))
+    good, large = table[GOOD], table[TOO_LARGE]
+    speedup = []   # per seed: mean steps at eta = SLOW over mean steps at eta = GOOD
+    for s in per_seed:
+        steps_slow, steps_good = (_steps_to_converge(s["runs"][lr]) for lr in (SLOW, GOOD))
+        speedup.append(float(np.mean(steps_slow)) / float(np.mean(steps_good))
+                       if np.all(steps_slow >= 0) and np.all(steps_good >= 0) else float("nan"))
     n_minima = [len(s["wavy_minima"]) for s in per_seed]
+    own_valley = [s["own_valley"] for s in per_seed]
     return Outcome(
         name="gradient_descent", claim=CLAIM,
-        checks=[Check("j_wavy: distinct local minima reached (min over seeds)", min(n_minima),
-                      ">=", 2),
-                Check("j_wavy: fraction of seeds whose every end point is a local minimum",
-                      float(np.mean([s["wavy_all_minima"] for s in per_seed])), ">=", 1.0),
-                Check(f"j_simple, eta={GOOD}: fraction of starts converged to x*",
-                      good["converged_fraction"], ">=", 1.0),
-                Check(f"j_simple, eta={GOOD}: max |x_T - x*|", good["max_final_error"], "<=",
-                      1e-4),
-                Check(f"j_simple: steps to converge, eta={SLOW} / eta={GOOD}", float(speedup),
-                      ">=", 5.0),
-                Check(f"j_simple, eta={TOO_LARGE}: fraction of starts converged",
-                      large["converged_fraction"], "<=", 0.0)],
+        checks=[Check.sample("j_wavy: fraction of starts that end at their own valley's minimum",
+                             own_valley, ">=", 1.0,
+                             source="claim: GD reaches the minimum its start lies above"),
+                Check.sample(f"j_simple: steps to converge, eta={SLOW} / eta={GOOD} (per seed)",
+                             speedup, ">=", 5.0,
+                             source="theory: steps scale like 1/eta (10x); 5x = half of it, a "
+                                    "practical margin for the non-linear approach"),
+                Check(f"j_simple, eta={GOOD}: fraction of starts converged to x* (all seeds)",
+                      good["converged_fraction"], ">=", 1.0, exact=True,
+                      source="theory: |1 - 8 eta| = 0.2 < 1, x* attracts"),
+                Check(f"j_simple, eta={TOO_LARGE}: fraction of starts converged (all seeds)",
+                      large["converged_fraction"], "<=", 0.0, exact=True,
+                      source="theory: |1 - 8 eta| = 1.4 > 1, x* repels")],
         numbers={"x_star": X_STAR, "tolerance": TOL, "steps": steps, "starts_per_seed": n_starts,
                  "seeds": seeds, "learning_rate_table": {str(k): v for k, v in table.items()},
                  "wavy_learning_rate": WAVY_LR,
                  "wavy_minima_per_seed": [s["wavy_minima"] for s in per_seed],
+                 "wavy_distinct_minima_per_seed": n_minima, "own_valley_fraction": own_valley,
+                 "valley_minima": valley_minima, "valley_maxima": valley_maxima,
+                 "speedup_per_seed": speedup, "seed_values": list(seed_values),
                  "simple_starts": [s["simple_starts"] for s in per_seed],
                  "wavy_starts": [s["wavy_starts"] for s in per_seed]},
         figures={"trajectories": fig_paths, "learning_rates": fig_lr},
@@ -132,7 +190,12 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
                "tolerance scale like 1/eta for small eta (the 5x threshold is half the 10x "
                "ratio of the learning rates), and eta > 0.25 makes |1 - 8 eta| > 1: the iterates "
                "settle into an oscillation around x* instead of converging. Larger steps can land "
-               "left of 1/e, where 1 + log x <= 0 and J is no longer the lecture's cost."))
+               "left of 1/e, where 1 + log x <= 0 and J is no longer the lecture's cost. The "
+               "valleys of the wavy cost are bounded by its local maxima at "
+               + ", ".join(f"{m:.2f}" for m in valley_maxima) + f"; the seeds' starts reached "
+               f"{min(n_minima)} to {max(n_minima)} distinct minima each. The two exact checks "
+               "are theorems (sanity checks of the code), not evidence."
+               + (" Quick mode: 6 starts per seed instead of 12." if quick else "")))
 
 
 def _path_figure(seed_run, steps):

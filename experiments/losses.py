@@ -1,14 +1,25 @@
-"""Losses and information: cross-entropy, KL, BCE vs MSE gradients, softmax as a soft arg max."""
+"""Losses and information: cross-entropy, KL, BCE vs MSE gradients, softmax as a soft arg max.
+
+The claim is mostly mathematics, so most checks are labelled sanity checks (theorems and
+identities evaluated numerically, no seed noise; several hold by how the library computes them:
+KL is implemented as H(p, q) - H(p)). The evidence is one measured consequence of the loss
+choice on trained models, paired over seeds: logistic regression started saturated and wrong
+(w = -10 u), trained by the same full-batch gradient descent on BCE and on MSE; CLAIM says the
+cross-entropy gradient stays ~ -1 while MSE's vanishes, so the training accuracy after 100 steps
+of BCE minus that of MSE must be > 0 (the claim's direction; Student t 95% interval). Seeds:
+quick 3, full 10 (the training is one jitted jax.vmap over seeds, a few seconds)."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from matplotlib.figure import Figure
 
 import jaxlearn as jl
-from jaxlearn.report import Check, Outcome, markdown_table
+from experiments import seed_list
+from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table
 
 CLAIM = ("The cross-entropy H(p, q) is smallest at q = p, where it equals the entropy H(p), so "
          "KL(p || q) = H(p, q) - H(p) >= 0; on a saturated wrong sigmoid the cross-entropy "
@@ -18,6 +29,9 @@ CLAIM = ("The cross-entropy H(p, q) is smallest at q = p, where it equals the en
 N_CLASSES = 5
 LOGITS = (3.0, 1.5, 1.0, -0.5, -2.0)        # the softmax example; arg max = class 0
 P_BINARY = 0.3                               # the two-class example p = (0.3, 0.7)
+# Training from a saturated wrong start: full-batch gradient descent, the same for both losses.
+STEPS, LEARNING_RATE = 100, 1.0
+QUICK_FULL_SEEDS = (3, 10)
 
 
 def _sanity(what, value, op, threshold):
@@ -58,15 +72,59 @@ def _logit_gradients(z):
     return np.asarray(bce), np.asarray(mse)
 
 
-def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
+def _saturated_training(seed_values, *, n=200, dim=2, scale=10.0, steps=STEPS,
+                        learning_rate=LEARNING_RATE):
+    """Logistic regression started saturated and wrong, trained by full-batch gradient descent
+    on BCE (from logits) and on MSE (on the sigmoid output), same data, start and steps.
+
+    Per seed: ``x ~ N(0, I)`` ``[n, dim]``, labels ``y = 1[x . u > 0]`` for a random unit ``u``,
+    and the start ``w = -scale u, b = 0``: every example is on the wrong side with logit
+    ``-scale |x . u|`` (most of them below -5). Returns ``{loss: [seeds]}`` of the training
+    accuracy after ``steps`` steps and of the accuracy at the start (the same for both).
+    """
+    def one(seed):
+        k_x, k_u = jax.random.split(jax.random.key(seed))
+        x = jax.random.normal(k_x, (n, dim))
+        u = jax.random.normal(k_u, (dim,))
+        u = u / jnp.linalg.norm(u)
+        y = (x @ u > 0).astype(jnp.float32)
+        start = {"w": -scale * u, "b": jnp.zeros(())}
+
+        def logits(p):
+            return x @ p["w"] + p["b"]
+
+        objectives = {
+            "bce": lambda p: jnp.mean(jl.losses.sigmoid_binary_cross_entropy(logits(p), y)),
+            "mse": lambda p: jnp.mean(jl.losses.mse(jax.nn.sigmoid(logits(p)), y))}
+        optimizer = optax.sgd(learning_rate)
+
+        def train(objective):
+            def step(carry, _):
+                p, state = carry
+                updates, state = optimizer.update(jax.grad(objective)(p), state, p)
+                return (optax.apply_updates(p, updates), state), None
+            (p, _), _ = jax.lax.scan(step, (start, optimizer.init(start)), None, length=steps)
+            return jnp.mean((logits(p) > 0) == (y > 0))
+
+        return ({name: train(f) for name, f in objectives.items()},
+                jnp.mean((logits(start) > 0) == (y > 0)))
+
+    accuracy, at_start = jax.jit(jax.vmap(one))(jnp.asarray(seed_values))
+    return {k: np.asarray(v) for k, v in accuracy.items()}, np.asarray(at_start)
+
+
+def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
+        progress=None) -> Outcome:
+    seed_values = seed_list(seeds, seed_offset, quick=quick, default=QUICK_FULL_SEEDS)
+    seeds = len(seed_values)
     n_pairs = 5000 if quick else 50000
-    total = seeds + 2
+    total = seeds + 3
 
     # 1. Cross-entropy over a one-parameter family through p: argmin at t = 1 (q = p).
     ts = jnp.linspace(0.0, 3.0, 301)
     step = float(ts[1] - ts[0])
     ce_curves, entropies, argmins, excess_at_min, below = [], [], [], [], []
-    for seed in range(seeds):
+    for i, seed in enumerate(seed_values):
         ce, h = _cross_entropy_sweep(jax.random.key(seed), ts)
         ce_curves.append(ce)
         entropies.append(h)
@@ -74,7 +132,7 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
         excess_at_min.append(float(ce.min() - h))
         below.append(float(np.min(ce - h)))
         if progress:
-            progress(seed + 1, total)
+            progress(i + 1, total)
     s = jnp.linspace(0.001, 0.999, 999)
     p2 = jnp.broadcast_to(jnp.array([P_BINARY, 1 - P_BINARY]), (s.shape[0], 2))
     q2 = jnp.stack([s, 1 - s], axis=1)
@@ -84,7 +142,7 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
     s_star = float(s[int(np.argmin(ce2))])
 
     # 2. KL >= 0 on random pairs, = 0 at q = p, = H(p, q) - H(p); not symmetric.
-    kl_pq, kl_qp, gap, kl_pp = _kl_pairs(jax.random.key(1000), n_pairs)
+    kl_pq, kl_qp, gap, kl_pp = _kl_pairs(jax.random.key(1000 + seed_offset), n_pairs)
 
     # 3. Saturated wrong prediction: label 1, logit z from -10 to 10.
     z = jnp.linspace(-10.0, 10.0, 201)
@@ -92,6 +150,11 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
     sigma = np.asarray(jax.nn.sigmoid(z))
     at = {float(v): int(np.argmin(np.abs(np.asarray(z) - v))) for v in (-10, -5, -2, 0, 2, 5)}
     ratio_at_m10 = abs(g_mse[at[-10.0]]) / abs(g_bce[at[-10.0]])
+    # ... and its consequence for training (the evidence): the same saturated wrong start, the
+    # same steps, the two losses; paired over seeds (each seed its own data and start).
+    accuracy, at_start = _saturated_training(seed_values)
+    if progress:
+        progress(seeds + 2, total)
 
     # 4. Softmax as a smooth arg max: temperature sweep.
     logits = jnp.array(LOGITS)
@@ -105,6 +168,10 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
         progress(total, total)
 
     checks = [
+        Check.sample(f"training accuracy after {STEPS} GD steps from a saturated wrong start: "
+                     "BCE - MSE (paired over seeds)", accuracy["bce"] - accuracy["mse"], ">", 0.0,
+                     source="CLAIM: the cross-entropy gradient stays ~ -1 where MSE's vanishes, "
+                            "so from the same start BCE learns and MSE stalls (direction, 0)"),
         _sanity("H(p, q_t) arg min over t: max |t* - 1| over seeds (grid step 0.01)",
               max(abs(t - 1.0) for t in argmins), "<=", step / 2 + 1e-9),
         _sanity("min_t H(p, q_t) - H(p): max over seeds (Gibbs: = 0 at q = p)",
@@ -140,6 +207,10 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
         "logit_gradients": {f"z={k:g}": {"bce": float(g_bce[i]), "mse": float(g_mse[i])}
                             for k, i in at.items()},
         "mse_over_bce_at_z_-10": float(ratio_at_m10),
+        "saturated_training": {"steps": STEPS, "learning_rate": LEARNING_RATE,
+                               "accuracy_at_start": at_start.tolist(),
+                               "accuracy": {k: v.tolist() for k, v in accuracy.items()},
+                               "bce_minus_mse": (accuracy["bce"] - accuracy["mse"]).tolist()},
         "softmax": {"logits": list(LOGITS), "T_min": 0.01, "T_max": 100.0,
                     "max_dev_one_hot_at_T_min": cold, "max_dev_uniform_at_T_max": hot,
                     "entropy_at_T_min": float(ent_t[0]), "entropy_at_T_max": float(ent_t[-1]),
@@ -160,10 +231,22 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
         tables={"Gradient w.r.t. the logit z for label 1":
                 markdown_table(("z", "sigma(z)", "BCE dL/dz", "MSE dL/dz", "|MSE| / |BCE|"),
                                grad_rows),
+                f"Training accuracy after {STEPS} full-batch GD steps (learning rate "
+                f"{LEARNING_RATE:g}) from a saturated wrong start, mean +- sd over {seeds} seeds":
+                markdown_table(("loss", "accuracy at the start", "accuracy after training"),
+                               [(name, fmt_mean_sd(at_start), fmt_mean_sd(accuracy[key]))
+                                for key, name in (("bce", "BCE from logits"),
+                                                  ("mse", "MSE on sigmoid(z)"))]),
                 f"softmax(z / T) for z = {LOGITS}":
                 markdown_table(("T", *(f"p_{k}" for k in range(N_CLASSES)), "entropy (nats)"),
                                soft_rows)},
-        notes=("q_t = softmax(t log p) runs from the uniform distribution (t = 0) through p "
+        notes=("The evidence is the training check: logistic regression on 200 linearly "
+               "separable 2-D points per seed, started at w = -10 u (u the true direction), so "
+               "every point is misclassified with a logit mostly below -5; full-batch gradient "
+               f"descent, {STEPS} steps at learning rate {LEARNING_RATE:g}, on BCE and on MSE "
+               "from the same start (paired). The other checks are sanity checks of theorems "
+               "and identities (no seed noise): they fail only if the library is wrong. "
+               "q_t = softmax(t log p) runs from the uniform distribution (t = 0) through p "
                "(t = 1) to the one-hot arg max of p (t -> inf). KL pairs: p, q ~ Dirichlet(alpha) "
                "with alpha between 0.3 and 3. Gradients by jax.grad of jl.losses."
                "sigmoid_binary_cross_entropy (from logits) and of jl.losses.mse on sigmoid(z)."))

@@ -9,6 +9,7 @@ import optax
 from matplotlib.figure import Figure
 
 import jaxlearn as jl
+from experiments import seed_list
 from jaxlearn import report
 from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table, mean_sd
 
@@ -93,7 +94,10 @@ def _curves(ax, names, curves, steps_per_epoch):
     ax.legend(loc="lower right", fontsize=7)
 
 
-def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
+def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
+        progress=None) -> Outcome:
+    seed_values = seed_list(seeds, seed_offset, quick=quick, default=(2, 3))
+    seeds = len(seed_values)
     steps = QUICK_STEPS if quick else STEPS
     n_seeds = seeds
     data = jl.data.load_mnist1d()
@@ -104,7 +108,7 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
     n_params = {}
     total, done = len(names) * n_seeds, 0
     for name, model in models.items():
-        for seed in range(n_seeds):
+        for seed in seed_values:
             params0, result = train_reference(model, jax.random.key(seed), data, steps,
                                               validation_data=(data.x_test, data.y_test))
             n_params[name] = jl.nn.count_params(params0)

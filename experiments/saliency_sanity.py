@@ -1,5 +1,27 @@
 """Sanity checks for saliency maps (Adebayo et al. 2018): does a map change when the model's
-weights are destroyed? If not, it does not explain the model."""
+weights are destroyed? If not, it does not explain the model.
+
+Checks, each on the mean over seeds with its 95% Student-t interval (seed s draws the split, the
+initial weights, the shuffling, the random weights and SmoothGrad's noise):
+
+- gradient, all layers randomised: Spearman rho of |maps| with the trained model's <= 0.3, and
+  with the output layer alone <= 0.5; SmoothGrad, all layers, <= 0.3. Adebayo et al. give no
+  threshold (only that the maps change a lot): 0.3 and 0.5 are stated practical margins, the usual
+  bounds of a "weak" and a "moderate" rank correlation;
+- gradient x input and integrated gradients, all layers randomised: rho >= 0.6 with the trained
+  maps, the module's claim, now measured **on the digit's own pixels**. On all 64 pixels the
+  maps of both are exactly 0 wherever the input is 0 (about half the pixels), for any weights
+  (a labelled sanity check), and those tied zeros alone kept rho near 0.9: a check that could not
+  fail. On the digit's pixels rho is ~0.37, so the claim does not hold there; the verdict is
+  left where it falls (a finding, in the notes);
+- paired over seeds: on the digit's pixels, gradient x input (and integrated gradients) minus the
+  gradient > 0, the part of Adebayo et al.'s finding that does hold here (multiplying by the
+  input keeps the input's structure whatever the weights).
+
+No literature row: Adebayo et al. show the rank correlations under cascading randomisation only as
+curves (Inception v3 on ImageNet), with no figure to cite as a number. Seeds: quick 3 (~70 s),
+full 10 (t = 2.26 on 9 df; ~80 s on the shared 2-core CPU).
+"""
 
 from __future__ import annotations
 
@@ -10,14 +32,16 @@ from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
 import jaxlearn as jl
+from experiments import seed_list
 from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table, mean_sd
 
 CLAIM = ("Randomising an MLP's weights (Adebayo et al. 2018's model-parameter randomisation "
          "test) changes its gradient maps: their rank correlation with the trained model's maps "
-         "falls to <= 0.3 with all layers randomised and <= 0.5 with the output layer alone, so "
-         "the gradient (and SmoothGrad) pass; gradient x input and integrated gradients stay "
-         "rank-correlated >= 0.6 with the trained model's maps, because multiplying by the input "
-         "keeps the input's structure whatever the weights, as the paper found.")
+         "falls to <= 0.3 with all layers randomised and <= 0.5 with the output layer alone, and "
+         "SmoothGrad's to <= 0.3, so both pass; gradient x input and integrated gradients keep "
+         "more of the trained map than the gradient and stay rank-correlated >= 0.6 with it on "
+         "the digit's own pixels, because multiplying by the input keeps the input's structure "
+         "whatever the weights.")
 
 CE = "softmax_cross_entropy_with_integer_labels"
 METHODS = ("gradient", "gradient_x_input", "integrated_gradients", "smoothgrad")
@@ -29,6 +53,9 @@ COLORS = {"gradient": "#3182bd", "gradient_x_input": "#e6550d",
 STYLES = {"gradient": "o-", "gradient_x_input": "s-", "integrated_gradients": "^--",
           "smoothgrad": "D--"}   # dashed lines stay visible where two methods' curves overlap
 PASS_BELOW = 0.5    # a method passes when full randomisation leaves rank correlation below this
+WEAK = 0.3          # practical margin: at most a weak rank correlation
+MODERATE = 0.5      # practical margin: at most a moderate one
+KEEPS = 0.6         # the module's claim for gradient x input and IG (digit pixels)
 
 
 def _methods(apply) -> dict:
@@ -127,7 +154,10 @@ def _maps_figure(image, maps_by_step, label) -> Figure:
     return fig
 
 
-def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
+def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
+        progress=None) -> Outcome:
+    seed_values = seed_list(seeds, seed_offset, quick=quick, default=(3, 10))
+    seeds = len(seed_values)
     n_explain = 32 if quick else 100
     epochs = 30 if quick else 60
     model = jl.nn.serial(jl.nn.flatten(), jl.nn.mlp((64, 64), 10))
@@ -139,8 +169,8 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
     input_rho = {model_: {m: [] for m in METHODS}
                  for model_ in ("trained", "all layers randomised")}
     digit_rho = {m: [] for m in METHODS}
-    test_accuracy = []
-    for seed in range(seeds):
+    test_accuracy, blank_max = [], 0.0
+    for i, seed in enumerate(seed_values):
         k_split, k_init, k_fit, k_sanity = jax.random.split(jax.random.key(seed), 4)
         data = jl.data.train_test_split(k_split, x, y, test_size=0.3)
         _, params = model.init(k_init, (8, 8, 1))
@@ -172,8 +202,12 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
                     np.abs(maps[m]), x_explain))))
             digit_rho[m].append(_digit_pixel_spearman(np.abs(trained[m]), np.abs(randomised[m]),
                                                       x_explain))
+        blank = np.broadcast_to(x_explain == 0, randomised["gradient_x_input"].shape)
+        blank_max = max(blank_max, *(float(np.abs(maps[m][blank]).max())
+                                     for maps in (trained, randomised)
+                                     for m in ("gradient_x_input", "integrated_gradients")))
         if progress:
-            progress(seed + 1, seeds + 1)
+            progress(i + 1, seeds + 1)
 
     figures = {"randomisation": _curves_figure(table, input_rho, seeds),
                "maps": _maps_figure(x_explain[0], {s: {m: v[m][0] for m in METHODS}
@@ -187,18 +221,31 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
 
     full = {m: table["cascading"][LAYER_NAMES[0]][m] for m in METHODS}
     top = {m: table["cascading"][LAYER_NAMES[-1]][m] for m in METHODS}
+    weak = f"practical margin {WEAK:g}: at most a weak rank correlation (the paper gives none)"
     checks = [
-        Check("gradient: rank correlation, all layers randomised (mean over seeds)",
-              mean(full["gradient"]), "<=", 0.3),
-        Check("gradient: rank correlation, output layer randomised (mean over seeds)",
-              mean(top["gradient"]), "<=", 0.5),
-        Check("SmoothGrad: rank correlation, all layers randomised (mean over seeds)",
-              mean(full["smoothgrad"]), "<=", 0.3),
-        Check("gradient x input: rank correlation, all layers randomised (mean over seeds)",
-              mean(full["gradient_x_input"]), ">=", 0.6),
-        Check("integrated gradients: rank correlation, all layers randomised (mean over seeds)",
-              mean(full["integrated_gradients"]), ">=", 0.6),
+        Check("gradient x input and IG on blank pixels (x = 0), trained and all-random models: "
+              "max |map|", blank_max, "<=", 0.0, exact=True,
+              source="theory (sanity): both maps are the input times a gradient (IG with a zero "
+                     "baseline), so 0 wherever the input is 0, for any weights"),
+        Check.sample("gradient: rank correlation with the trained map, all layers randomised",
+                     full["gradient"], "<=", WEAK, source=weak),
+        Check.sample("gradient: rank correlation with the trained map, output layer randomised",
+                     top["gradient"], "<=", MODERATE,
+                     source=f"practical margin {MODERATE:g}: at most a moderate rank correlation"),
+        Check.sample("SmoothGrad: rank correlation with the trained map, all layers randomised",
+                     full["smoothgrad"], "<=", WEAK, source=weak),
     ]
+    for m in ("gradient_x_input", "integrated_gradients"):
+        checks.append(Check.sample(
+            f"{LABELS[m]}: rank correlation on the digit's pixels, all layers randomised",
+            digit_rho[m], ">=", KEEPS,
+            source=f"the module's claim ({KEEPS:g}, 'as the paper found'), measured on the "
+                   "digit's own pixels (review 2026-12); the paper gives no figure"))
+        checks.append(Check.sample(
+            f"{LABELS[m]} minus gradient: rank correlation on the digit's pixels, all layers "
+            "randomised (paired over seeds)", np.subtract(digit_rho[m], digit_rho["gradient"]),
+            ">", 0.0, source="Adebayo et al. 2018: maps that multiply by the input keep its "
+                             "structure after randomisation, unlike the gradient"))
     header = ("randomised", *(LABELS[m] for m in METHODS))
     tables = {}
     for mode in jl.explain.SANITY_MODES:
@@ -224,6 +271,7 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
         numbers={"spearman": table, "spearman_with_input": input_rho,
                  "spearman_digit_pixels_all_randomised": digit_rho,
                  "test_accuracy": test_accuracy, "n_explain": n_explain, "epochs": epochs,
+                 "blank_pixel_max_abs_map": blank_max, "seed_values": list(seed_values),
                  "seeds": seeds,
                  "passes": {m: mean(full[m]) < PASS_BELOW for m in METHODS}},
         figures=figures, tables=tables,
@@ -233,9 +281,19 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
                "correlation of their absolute values (jl.explain.sanity_check; randomised "
                "weights are Gaussian with each leaf's standard deviation). About half of a "
                "digit's pixels are blank, and there gradient x input and integrated gradients "
-               "(zero baseline) are exactly 0 for every model: those tied pixels alone keep their "
-               "rank correlation high. Restricted to the digit's pixels their correlation drops "
-               "but stays above the gradient's, since the pixel value still scales the map. "
+               "(zero baseline) are exactly 0 for every model (the sanity check): those tied "
+               "pixels alone keep their all-pixel rank correlation near 0.9 "
+               f"({fmt_mean_sd(full['gradient_x_input'], 2)} for gradient x input). Finding: on "
+               "the digit's own pixels, where the weights can matter, it is "
+               f"{fmt_mean_sd(digit_rho['gradient_x_input'], 2)} (integrated gradients "
+               f"{fmt_mean_sd(digit_rho['integrated_gradients'], 2)}), so the claim that they "
+               f"stay >= {KEEPS:g} does not hold: randomising the weights changes these maps "
+               "too, only less than the gradient's "
+               f"({fmt_mean_sd(digit_rho['gradient'], 2)}), since the pixel value still scales "
+               "the map. Their visual resemblance to the trained maps comes from the input they "
+               "are multiplied by, which is Adebayo et al.'s warning about judging maps by eye. "
                "A ReLU MLP's random gradient has no spatial structure, so unlike the paper's "
                "CNNs (whose random maps still look like edge detectors) the gradient's "
-               "correlation falls to about 0 here."))
+               "correlation falls to about 0 here."
+               + (f" Quick mode: {seeds} seeds, {epochs} epochs, {n_explain} digits explained."
+                  if quick else "")))

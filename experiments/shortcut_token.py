@@ -1,24 +1,55 @@
 """Shortcut learning (Zech et al. 2018 in miniature): a "hospital token" that marks one class in
-the training images is learnt instead of the digit, and saliency maps show it."""
+the training images is learnt instead of the digit, and saliency maps show it.
+
+Every check is measured over seeds, on the mean with its 95% Student-t interval, and every
+comparison between the two models is paired: seed s draws the split, the initial weights (shared
+by both models), the shuffling and the token's placement, so the per-seed differences remove the
+seed-to-seed variation both models share. Thresholds and their sources:
+
+- the '0's without the token: at most 50% recognised (the claim: "on the '0's to <= 50%"). Its
+  per-seed values are skewed (most near 0, a few up to ~0.3); the t interval is kept, as a
+  percentile bootstrap of 10 values is too narrow to trust, and the t interval is usually the
+  wider of the two at this n;
+- the clean-test drop (i.i.d. minus clean, and clean model minus shortcut model): at least 3
+  points, a stated practical margin: a model that lost every '0' would lose ~10 points (the '0's
+  share of the test set), so 3 points is a third of that and ~4x the binomial sd (0.007) of a
+  ~97% accuracy on 540 test images;
+- the flipped drop, shortcut minus clean model: at least 15 points, a practical margin for "much
+  further": more than the ~10 points that losing the '0's alone costs on the clean set, plus 5;
+- integrated gradients on the token: the share of |IG| on the token's 4 pixels, shortcut model over
+  the clean model of the same seed (which never saw the token) at least 1.5, a practical margin
+  ("half as much again"). The earlier bar, 3x the token's area share, was met by the clean model
+  itself on one seed (its token weights keep their random initial values): the control is the
+  comparison, not the area.
+
+Zech et al. 2018 (PLOS Medicine 15(11): e1002683) stand beside ours in a literature row; their
+setting differs in kind (see the row's note). All models of a seed (the clean model and one
+shortcut model per training correlation) train as one stacked program (one jl.fit, members
+vmapped, the same initial weights and batch order). Seeds: quick 3 (~40 s), full 10 (t = 2.26
+on 9 df; ~30 s on the shared 2-core CPU).
+"""
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 import jaxlearn as jl
+from experiments import seed_list, transfer
+from jaxlearn import report
 from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table, mean_sd
 
 CLAIM = ("An MLP trained on digits in which a bright 2x2 corner token marks every '0' (phi = 1) "
          "learns the token as a shortcut (Zech et al. 2018): its accuracy drops on the clean test "
          "set (below the i.i.d. test set with the token and below a model trained without the "
          "token; on the '0's to <= 50%), drops much further when the token is put on the other "
-         "digits, and its integrated-gradients attribution concentrates on the token's 4 pixels.")
+         "digits, and its integrated-gradients attribution concentrates on the token's 4 pixels "
+         "(at least 1.5x the share that the same network trained without the token puts there).")
 
-CE = "softmax_cross_entropy_with_integer_labels"
 TOKEN_CLASS = 0
 TOKEN_SIZE = 2
 MAIN_CORRELATION = 1.0
@@ -28,6 +59,16 @@ TEST_SETS = {"i.i.d. (token as in training)": "accuracy_iid", "clean (no token)"
              "token on every digit": "accuracy_cue_all",
              "token flipped (on the other digits)": "accuracy_cue_flipped"}
 COLORS = {"clean model": "#3182bd", "shortcut model": "#e6550d"}
+# Practical margins (module docstring): the clean-test drop, the flipped drop (shortcut minus clean
+# model) and the IG-share ratio (shortcut over clean model, same seed).
+CLEAN_DROP = 0.03
+FLIPPED_DROP = 0.15
+IG_RATIO = 1.5
+# Zech et al. 2018 (PLOS Medicine 15(11): e1002683), abstract: the pneumonia model trained on
+# MSH + NIH had internal AUC 0.931 and AUC 0.815 at the external hospital (IU); a CNN could also
+# tell the hospital system a radiograph came from with "extremely high accuracy".
+ZECH = "Zech et al. 2018 (PLOS Med.), abstract"
+ZECH_INTERNAL_MINUS_EXTERNAL = 0.931 - 0.815
 
 
 def _model() -> jl.nn.Layer:
@@ -143,7 +184,10 @@ def _accuracy_figure(results, correlations, seeds) -> Figure:
     return fig
 
 
-def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
+def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
+        progress=None) -> Outcome:
+    seed_values = seed_list(seeds, seed_offset, quick=quick, default=(3, 10))
+    seeds = len(seed_values)
     correlations = (0.0, 0.9, 1.0) if quick else (0.0, 0.5, 0.8, 0.9, 0.95, 1.0)
     epochs = 30 if quick else 50
     model = _model()
@@ -153,29 +197,34 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
                "shortcut model": {c: {} for c in correlations}}
     total = seeds * (len(correlations) + 1) + 1
     done = 0
-    for seed in range(seeds):
+    runs = [("clean model", None)] + [("shortcut model", c) for c in correlations]
+    apply_m = transfer.stacked(model.apply)
+    for seed in seed_values:
         key = jax.random.key(seed)
         k_split, k_init, k_fit, k_plant, k_test = jax.random.split(key, 5)
         data = jl.data.train_test_split(k_split, x, y, test_size=0.3)
         _, params0 = model.init(k_init, IMAGE_SHAPE)
+        planted = [(data.x_train, None) if c is None else jl.shortcuts.plant_token_images(
+            k_plant, data.x_train, data.y_train, correlation=c, token_class=TOKEN_CLASS,
+            size=TOKEN_SIZE) for _, c in runs]
+        # All models of a seed in one stacked fit: the same initial weights and batch order, each
+        # member on its own training images (with the token planted at its correlation).
+        fit = jl.fit(apply_m, transfer.stack_params([params0] * len(runs)),
+                     jnp.stack([x_train for x_train, _ in planted], axis=1),
+                     jnp.broadcast_to(jnp.asarray(data.y_train)[:, None],
+                                      (data.y_train.shape[0], len(runs))),
+                     loss=transfer.summed_cross_entropy, optimizer=optimizer, key=k_fit,
+                     batch_size=64, epochs=epochs)
         last = {}
-        for name, correlation in [("clean model", None)] + [("shortcut model", c)
-                                                            for c in correlations]:
-            if correlation is None:
-                x_train, has_token = data.x_train, None
-            else:
-                x_train, has_token = jl.shortcuts.plant_token_images(
-                    k_plant, data.x_train, data.y_train, correlation=correlation,
-                    token_class=TOKEN_CLASS, size=TOKEN_SIZE)
-            fit = jl.fit(model.apply, params0, x_train, data.y_train, loss=CE,
-                         optimizer=optimizer, key=k_fit, batch_size=64, epochs=epochs)
-            measured = _measure(model, fit.params, data,
+        for j, ((name, correlation), (x_train, has_token)) in enumerate(zip(runs, planted)):
+            params = jax.tree_util.tree_map(lambda leaf, j=j: leaf[j], fit.params)
+            measured = _measure(model, params, data,
                                 MAIN_CORRELATION if correlation is None else correlation, k_test)
             slot = results[name][MAIN_CORRELATION if correlation is None else correlation]
             for k, v in measured.items():
                 slot.setdefault(k, []).append(v)
             if correlation in (None, MAIN_CORRELATION):
-                last[name] = (fit.params, x_train, has_token)
+                last[name] = (params, x_train, has_token)
             done += 1
             if progress:
                 progress(done, total)
@@ -193,9 +242,6 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
     clean, short = results["clean model"][MAIN_CORRELATION], results["shortcut model"][
         MAIN_CORRELATION]
 
-    def mean(values):
-        return float(np.mean(values))
-
     area = TOKEN_SIZE ** 2 / 64
     rows_main = [(label, fmt_mean_sd(clean[key]), fmt_mean_sd(short[key]))
                  for label, key in (*TEST_SETS.items(),
@@ -207,28 +253,54 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
                         for key in ("accuracy_iid", "accuracy_clean", "token_class_accuracy_clean",
                                     "accuracy_cue_flipped", "cue_saliency_fraction")))
                   for c in correlations]
+
+    ig_ratio = np.divide(short["cue_saliency_fraction"], clean["cue_saliency_fraction"])
+    drop_source = (f"practical margin {CLEAN_DROP:g}: a third of the ~0.10 that losing every '0' "
+                   "costs")
     checks = [
-        Check("shortcut model: i.i.d. (with token) minus clean test accuracy (mean over seeds)",
-              mean(short["accuracy_iid"]) - mean(short["accuracy_clean"]), ">=", 0.03),
-        Check("clean test accuracy: clean model minus shortcut model (mean over seeds)",
-              mean(clean["accuracy_clean"]) - mean(short["accuracy_clean"]), ">=", 0.03),
-        Check("shortcut model: accuracy on the '0's without the token (mean over seeds)",
-              mean(short["token_class_accuracy_clean"]), "<=", 0.5),
-        Check("accuracy drop when the token is flipped: shortcut minus clean model (mean)",
-              mean(short["accuracy_drop_flipped"]) - mean(clean["accuracy_drop_flipped"]),
-              ">=", 0.15),
-        Check(f"shortcut model: mean share of |IG| on the token / area share ({area:.4f})",
-              mean(short["cue_saliency_fraction"]) / area, ">=", 3.0),
-        Check("mean share of |IG| on the token: shortcut / clean model",
-              mean(short["cue_saliency_fraction"]) / mean(clean["cue_saliency_fraction"]),
-              ">=", 1.5),
+        Check.sample("shortcut model: i.i.d. (with token) minus clean test accuracy (paired over "
+                     "test sets)", np.subtract(short["accuracy_iid"], short["accuracy_clean"]),
+                     ">=", CLEAN_DROP, source=drop_source),
+        Check.sample("clean test accuracy: clean minus shortcut model (paired over seeds)",
+                     np.subtract(clean["accuracy_clean"], short["accuracy_clean"]), ">=",
+                     CLEAN_DROP, source=drop_source),
+        Check.sample("shortcut model: accuracy on the '0's without the token",
+                     short["token_class_accuracy_clean"], "<=", 0.5,
+                     source="the claim: the '0's fall to <= 50% without the token"),
+        Check.sample("accuracy drop when the token is flipped: shortcut minus clean model "
+                     "(paired over seeds)",
+                     np.subtract(short["accuracy_drop_flipped"], clean["accuracy_drop_flipped"]),
+                     ">=", FLIPPED_DROP,
+                     source=f"practical margin {FLIPPED_DROP:g} for 'much further': more than "
+                            "the ~0.10 that losing the '0's costs, plus 0.05"),
+        Check.sample("share of |IG| on the token: shortcut / clean model (ratio per seed, same "
+                     "split and init)", ig_ratio, ">=", IG_RATIO,
+                     source=f"practical margin {IG_RATIO:g}x the control that never saw the token "
+                            "(replaces a fixed 3x area share, which the control itself reached)"),
+    ]
+    literature = [
+        report.literature_row(
+            ZECH, "internal minus external performance (AUC; ours: accuracy)",
+            ZECH_INTERNAL_MINUS_EXTERNAL,
+            np.subtract(short["accuracy_iid"], short["accuracy_clean"]),
+            note="theirs: pneumonia AUC on held-out MSH+NIH radiographs (0.931) minus at the "
+                 "external IU site (0.815), a partial confounder (pneumonia prevalence per "
+                 "hospital) among other site differences; ours: i.i.d. minus clean accuracy of a "
+                 "digits MLP with a token on every '0' (phi = 1), capped near 0.10 by the '0's "
+                 "share. Different metric and confounder strength: comparable in kind only. "
+                 "(Their CNNs also told the hospital system with extremely high accuracy; our "
+                 "analogue, a blank image with the token read as a '0', is one image per seed, "
+                 "so it is in the table, not in a row.)"),
     ]
     return Outcome(
-        name="shortcut_token", claim=CLAIM, checks=checks,
+        name="shortcut_token", claim=CLAIM, checks=checks, literature=literature,
         numbers={"results": {name: {str(c): v for c, v in by_c.items()}
                              for name, by_c in results.items()},
                  "correlations": list(correlations), "token_class": TOKEN_CLASS,
                  "token_size": TOKEN_SIZE, "token_area_fraction": area, "epochs": epochs,
+                 "ig_share_ratio_shortcut_over_clean": ig_ratio.tolist(),
+                 "ig_share_over_area": {name: (np.asarray(results[name][MAIN_CORRELATION][
+                     "cue_saliency_fraction"]) / area).tolist() for name in MODELS},
                  "seeds": seeds, "n_train": int(data.x_train.shape[0]),
                  "n_test": int(data.x_test.shape[0])},
         figures=figures,
@@ -238,7 +310,7 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
                 "Shortcut model vs the training correlation phi(token, label = 0)":
                 markdown_table(("phi", "i.i.d. acc.", "clean acc.", "'0's w/o token",
                                 "flipped acc.", "|IG| share on token"), rows_sweep)},
-        notes=("Digits 8x8 (1797 images), a new stratified 70/30 split per seed; MLP 64-64-10 "
+        notes=("Digits 8x8 (1797 images), a new stratified 70/30 split per seed; MLP 64-10 "
                f"(ReLU), Adam 3e-3, batch 64, {epochs} epochs. The token is a 2x2 patch of "
                "value 1 in the top-left corner, where digits are blank. 'clean' is the test set "
                "without any token; 'flipped' puts the token on every test digit except the '0's "
@@ -248,4 +320,12 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
                "those pixels keep their random initial values, so its share is not zero. The "
                "sweep shows that the shortcut takes over only when the token is (nearly) a "
                "perfect predictor: at phi = 0.95 the '0's without the token are still mostly "
-               "recognised, at phi = 1 they are not."))
+               "recognised, at phi = 1 they are not, so the claim is about the degenerate "
+               "case of a perfect confounder, not Zech et al.'s partial one. Share of |IG| on "
+               "the token over its area share: clean model "
+               f"{fmt_mean_sd(np.asarray(clean['cue_saliency_fraction']) / area, 2)}, shortcut "
+               f"model {fmt_mean_sd(np.asarray(short['cue_saliency_fraction']) / area, 2)}: the "
+               "clean model alone is already well above 1x, which is why the check compares "
+               "the two models of each seed rather than the area."
+               + (f" Quick mode: {seeds} seeds, {epochs} epochs and a 3-point sweep; checks that "
+                  "a few seeds cannot decide stay inconclusive." if quick else "")))

@@ -19,7 +19,7 @@ import optax
 from matplotlib.figure import Figure
 
 import jaxlearn as jl
-from experiments import transfer
+from experiments import seed_list, transfer
 from jaxlearn import report, stats
 from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table
 
@@ -106,9 +106,11 @@ def _finding(acc_diff) -> str:
             "partition neither beats nor loses to direct training beyond seed noise.")
 
 
-def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
+def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
+        progress=None) -> Outcome:
+    seed_values = seed_list(seeds, seed_offset, quick=quick, default=(2, MIN_FULL_SEEDS))
+    seeds = len(seed_values)
     steps = 400 if quick else 800
-    seeds = seeds if quick else max(seeds, MIN_FULL_SEEDS)
     data = jl.data.load_mnist1d()
     leaf_names = jl.taxonomy.leaves(TREE)
     digit_to_leaf = np.array([leaf_names.index(str(d)) for d in range(10)], np.int32)
@@ -126,12 +128,14 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
             "leaves (10 digits)": (leaves_part.leaf_to_class,
                                    jl.taxonomy.aggregation_matrix(TREE, leaves_part,
                                                                   list(INFERENCE)))}
-    keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(32), s))(jnp.arange(seeds))
+    keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(32), s))(jnp.asarray(seed_values))
     auc, roc, acc, max_dev = {}, {}, {}, 0.0
     for i, (name, (label_of_leaf, matrix)) in enumerate(arms.items()):
         n_classes = matrix.shape[0]
         model = jl.nn.serial(transfer.backbone(), jl.nn.dense(n_classes))
-        params0 = transfer.init_members(model, jax.random.key(33 + i), seeds, (40,))
+        init_key = jax.random.key(33 + i)  # offset 0 keeps the published seeds' inits
+        init_key = jax.random.fold_in(init_key, seed_offset) if seed_offset else init_key
+        params0 = transfer.init_members(model, init_key, seeds, (40,))
         # All seeds in one compiled program: same data, own init and shuffling per seed.
         result = jl.fit_many(model.apply, params0, x_train, label_of_leaf[leaf_train],
                              loss="softmax_cross_entropy_with_integer_labels",

@@ -1,5 +1,29 @@
 """Uncertainty under distribution shift: a plain net, MC dropout, a deep ensemble and temperature
-scaling on digits with growing Gaussian input noise (Ovadia et al. 2019 in miniature)."""
+scaling on digits with growing Gaussian input noise (Ovadia et al. 2019 in miniature).
+
+Every check is a mean over seeds with its Student t 95% interval; comparisons of two methods are
+paired (the plain net is ensemble member 0 and MC dropout runs that same net, on the same noisy
+inputs). Seed ``s`` draws the inits, batches, dropout masks and the noise; the split is fixed.
+Thresholds come from the CLAIM's words:
+
+- "every classifier loses accuracy": per seed, the smallest drop over the 4 methods from clean to
+  std 1, > 0;
+- "averaging makes the predictive entropy rise with it": the ensemble's (and MC dropout's)
+  entropy rise from clean to std 1 minus the plain net's, > 0 (the plain net's entropy rises a
+  little too, so the contrast, not a fixed bar, carries the claim);
+- "better calibrated under shift (lower ECE and NLL)": plain net - ensemble ECE and NLL, mean
+  over std > 0, > 0;
+- "temperature scaling lowers the single net's in-distribution NLL": clean NLL, plain - scaled,
+  > 0;
+- "AUROC well above 0.5": ensemble entropy AUROC, clean vs std 1, >= 0.75 (a stated practical
+  reading of "well above": halfway from chance to perfect).
+
+The single net's overconfidence is engineered (long training at Adam 3e-3, no weight decay) for a
+clear demonstration. Guo et al. 2017's ECE before/after temperature scaling sits beside ours in
+``Outcome.literature`` (their setting: CIFAR-10 and LeNet-5, not digits and an MLP).
+
+Seeds: quick mode 2 (60 epochs, 20 MC samples); full mode 4 (120 epochs, 50 MC samples), about
+35 s on a 2-core CPU; all seeds' ensemble members train at once (``jl.fit_many``)."""
 
 from __future__ import annotations
 
@@ -12,6 +36,8 @@ import optax
 from matplotlib.figure import Figure
 
 import jaxlearn as jl
+from experiments import seed_list
+from jaxlearn import report
 from jaxlearn import uncertainty as unc
 from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table
 
@@ -30,6 +56,12 @@ RELIABILITY_STD = 0.5                                # the shifted reliability d
 METHODS = ("plain net", "temperature scaling", "MC dropout", f"ensemble of {N_MEMBERS}")
 COLORS = dict(zip(METHODS, ("#636363", "#9e9ac8", "#e6550d", "#3182bd")))
 METRICS = ("accuracy", "ece", "nll", "entropy", "auroc")
+QUICK_SEEDS, FULL_SEEDS = 2, 4
+AUROC_WELL_ABOVE = 0.75   # "well above 0.5": halfway from chance to perfect (practical margin)
+# Guo et al. 2017, table 1: ECE (15 bins) of CIFAR-10 LeNet-5, the row nearest our setting (10
+# classes, a small network): uncalibrated, and after temperature scaling.
+GUO = {"source": "Guo et al. 2017, table 1 (CIFAR-10, LeNet-5)", "ece_before": 0.0302,
+       "ece_after": 0.0093}
 
 
 def _member(stacked, index):
@@ -157,7 +189,10 @@ def _reliability_figure(probs_at, y):
     return fig
 
 
-def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
+def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
+        progress=None) -> Outcome:
+    seed_values = seed_list(seeds, seed_offset, quick=quick, default=(QUICK_SEEDS, FULL_SEEDS))
+    seeds = len(seed_values)
     epochs = 60 if quick else 120
     n_mc = 20 if quick else 50
     x, y = jl.data.load_digits()
@@ -168,7 +203,7 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
                                         test_size=0.2)
     val = (fit_data.x_test, fit_data.y_test)
     model = jl.nn.mlp((128, 128), 10, dropout=0.2)
-    seed_keys = [jax.random.split(jax.random.key(seed), 3) for seed in range(seeds)]
+    seed_keys = [jax.random.split(jax.random.key(seed), 3) for seed in seed_values]
     init_keys = jnp.concatenate([jax.random.split(k[0], N_MEMBERS) for k in seed_keys])
     fit_keys = jnp.concatenate([jax.random.split(k[1], N_MEMBERS) for k in seed_keys])
     stacked0 = jl.nn.init_stacked(model, init_keys, (x.shape[1],))
@@ -197,17 +232,15 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
         return np.asarray(results[method][metric])                  # [seeds, levels]
 
     ensemble_name, shifted = f"ensemble of {N_MEMBERS}", slice(1, None)
-    accuracy_drop = {m: float(np.mean(arr(m, "accuracy")[:, 0] - arr(m, "accuracy")[:, -1]))
-                     for m in METHODS}
-    entropy_rise = {m: (arr(m, "entropy")[:, -1] - arr(m, "entropy")[:, 0]).tolist()
-                    for m in METHODS}
+    accuracy_drop = np.min([arr(m, "accuracy")[:, 0] - arr(m, "accuracy")[:, -1]
+                            for m in METHODS], axis=0)                  # [seeds]
+    entropy_rise = {m: arr(m, "entropy")[:, -1] - arr(m, "entropy")[:, 0] for m in METHODS}
     ece_gain = np.mean(arr("plain net", "ece")[:, shifted] - arr(ensemble_name, "ece")[:, shifted],
                        1)
     nll_gain = np.mean(arr("plain net", "nll")[:, shifted] - arr(ensemble_name, "nll")[:, shifted],
                        1)
     temp_nll_gain = arr("plain net", "nll")[:, 0] - arr("temperature scaling", "nll")[:, 0]
     ood_auroc = arr(ensemble_name, "auroc")[:, -1]
-
     example = np.asarray(data.x_test[0])
     noisy = [np.clip(np.asarray(jl.data.add_noise(jax.random.key(level), example[None],
                                                   std=std))[0], 0, 1)
@@ -225,33 +258,56 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
         tables[f"{title} vs noise std, mean +- sd over {seeds} seeds"] = markdown_table(header,
                                                                                        rows)
     heaviest = f"std {NOISE_STDS[-1]:g}"
+    guo_note = (f"8x8 digits ({data.x_test.shape[0]} test images) and a dropout MLP trained "
+                f"{epochs} epochs, not CIFAR-10 and LeNet-5; the temperature is fitted on "
+                f"{val[0].shape[0]} held-out digits; 15 bins as in the paper")
     return Outcome(
         name="uncertainty_shift", claim=CLAIM,
         checks=[
-            Check(f"accuracy drop from clean to {heaviest}, smallest over the 4 methods",
-                  min(accuracy_drop.values()), ">=", 0.4),
-            Check(f"ensemble: entropy rise from clean to {heaviest} in nats (min over seeds)",
-                  float(np.min(entropy_rise[ensemble_name])), ">=", 0.3),
-            Check(f"MC dropout: entropy rise from clean to {heaviest} in nats (min over seeds)",
-                  float(np.min(entropy_rise["MC dropout"])), ">=", 0.3),
-            Check("ECE under shift (mean over std > 0), plain net - ensemble (min over seeds)",
-                  float(np.min(ece_gain)), ">=", 0.03),
-            Check("NLL under shift (mean over std > 0), plain net - ensemble (min over seeds)",
-                  float(np.min(nll_gain)), ">=", 0.2),
-            Check("clean test NLL, plain net - temperature scaled (min over seeds)",
-                  float(np.min(temp_nll_gain)), ">", 0.0),
-            Check(f"ensemble OOD AUROC, entropy of clean vs {heaviest} test digits "
-                  "(min over seeds)", float(np.min(ood_auroc)), ">=", 0.75),
+            Check.sample(f"entropy rise from clean to {heaviest} (nats), ensemble - plain net "
+                         "(paired)", entropy_rise[ensemble_name] - entropy_rise["plain net"],
+                         ">", 0.0, source="claim: averaging models 'makes the predictive "
+                                          "entropy rise with' the noise"),
+            Check.sample(f"entropy rise from clean to {heaviest} (nats), MC dropout - plain net "
+                         "(paired)", entropy_rise["MC dropout"] - entropy_rise["plain net"],
+                         ">", 0.0, source="claim: the same for MC dropout"),
+            Check.sample("ECE under shift (mean over std > 0), plain net - ensemble (paired)",
+                         ece_gain, ">", 0.0,
+                         source="claim: the ensemble is better calibrated under shift (lower "
+                                "ECE)"),
+            Check.sample("NLL under shift (mean over std > 0), plain net - ensemble (paired)",
+                         nll_gain, ">", 0.0, source="claim: ... and lower NLL"),
+            Check.sample("clean test NLL, plain net - temperature scaled (paired)", temp_nll_gain,
+                         ">", 0.0, source="claim: temperature scaling 'lowers the single net's "
+                                          "in-distribution NLL'"),
+            Check.sample(f"ensemble OOD AUROC, entropy of clean vs {heaviest} test digits",
+                         ood_auroc, ">=", AUROC_WELL_ABOVE,
+                         source="claim: 'well above 0.5' (practical reading: >= 0.75, halfway "
+                                "from chance to perfect)"),
+            Check.sample(f"accuracy drop from clean to {heaviest}, smallest over the 4 methods",
+                         accuracy_drop, ">", 0.0,
+                         source="claim: 'every digits classifier loses accuracy'"),
+        ],
+        literature=[
+            report.literature_row(GUO["source"], "clean ECE, uncalibrated (plain net)",
+                                  GUO["ece_before"], arr("plain net", "ece")[:, 0],
+                                  note=guo_note),
+            report.literature_row(GUO["source"], "clean ECE after temperature scaling",
+                                  GUO["ece_after"], arr("temperature scaling", "ece")[:, 0],
+                                  note=guo_note),
         ],
         numbers={"noise_stds": list(NOISE_STDS), "results": results,
-                 "temperatures": temperatures, "accuracy_drop": accuracy_drop,
-                 "entropy_rise": entropy_rise, "ece_gain_under_shift": ece_gain.tolist(),
+                 "temperatures": temperatures, "accuracy_drop_min_over_methods":
+                 accuracy_drop.tolist(),
+                 "entropy_rise": {m: v.tolist() for m, v in entropy_rise.items()},
+                 "ece_gain_under_shift": ece_gain.tolist(),
                  "nll_gain_under_shift": nll_gain.tolist(),
                  "temperature_nll_gain_clean": temp_nll_gain.tolist(),
                  "ensemble_ood_auroc": ood_auroc.tolist(), "epochs": epochs,
                  "mc_samples": n_mc, "n_members": N_MEMBERS,
                  "n_train": int(fit_data.x_train.shape[0]), "n_val": int(val[0].shape[0]),
-                 "n_test": int(data.x_test.shape[0]), "seeds": seeds},
+                 "n_test": int(data.x_test.shape[0]), "seeds": seeds,
+                 "seed_values": list(seed_values), "guo_2017": GUO},
         figures={"metrics_vs_noise": fig_metrics, "reliability": fig_reliability},
         tables=tables,
         notes=(f"Model: MLP 64-128-128-10, ReLU, dropout 0.2, Adam {LEARNING_RATE:g}, "
@@ -268,4 +324,8 @@ def run(*, quick: bool = False, seeds: int = 3, progress=None) -> Outcome:
                "entropy are the library's. The split (train "
                f"{fit_data.x_train.shape[0]} / validation {val[0].shape[0]} / test "
                f"{data.x_test.shape[0]}) is fixed; seeds vary initialisation, batches, dropout "
-               "masks and the noise."))
+               "masks and the noise. The single net's overconfidence is engineered (long "
+               "training at this learning rate, no weight decay) to make the demonstration "
+               "clear. The accuracy drop at std 1 cannot plausibly fail (noise of std 1 on "
+               "pixels in [0, 1]) and is not the evidence; the paired contrasts with the plain "
+               "net are."))

@@ -1,8 +1,8 @@
 """The ``jaxlearn`` command: list, run and reproduce the course's experiments.
 
     jaxlearn list
-    jaxlearn run NAME [NAME ...] [--quick] [--out DIR] [--seeds N] [--no-compilation-cache]
-    jaxlearn reproduce [--quick] [--out DIR] [--seeds N] [--no-compilation-cache]
+    jaxlearn run NAME [NAME ...] [--quick] [--out DIR] [--seeds N] [--seed-offset K] [...]
+    jaxlearn reproduce [--quick] [--out DIR] [--seeds N] [--seed-offset K] [--no-compilation-cache]
 
 ``reproduce`` runs every experiment with a progress bar each, and writes ``DIR/report.md``,
 ``DIR/report.html`` (figures embedded), one PNG per figure and ``DIR/results.json``. The report is
@@ -49,7 +49,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="small settings: the whole reproduce takes minutes on a laptop CPU")
         p.add_argument("--out", default="results", help="output folder (default: results/)")
         p.add_argument("--seeds", type=int, default=None,
-                       help="seeds per measurement (default 3, or 2 with --quick)")
+                       help="seeds per measurement (default: each experiment's own, enough "
+                            "for its checks to decide in full mode, fewer with --quick)")
+        p.add_argument("--seed-offset", type=int, default=0,
+                       help="first seed (default 0): another offset reruns every experiment on "
+                            "fresh randomness")
         p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
         p.add_argument("--no-compilation-cache", action="store_true",
                        help="do not use the persistent XLA compilation cache (on by default; "
@@ -108,8 +112,8 @@ def _free_compiled_programs() -> None:
     gc.collect()
 
 
-def run_experiments(names: Sequence[str], *, quick: bool, seeds: int, out: str,
-                    progress: bool = True) -> list[report.Outcome]:
+def run_experiments(names: Sequence[str], *, quick: bool, seeds: int | None, out: str,
+                    progress: bool = True, seed_offset: int = 0) -> list[report.Outcome]:
     """Runs the named experiments, rewriting the report in ``out`` after each one.
 
     An experiment's figures are rendered to PNGs (and closed) as soon as it ends, and its compiled
@@ -119,7 +123,9 @@ def run_experiments(names: Sequence[str], *, quick: bool, seeds: int, out: str,
     available = experiments.discover()
     outcomes: list[report.Outcome] = []
     make_bar, close_bar = _progress_factory(progress)
-    meta = {"mode": "quick" if quick else "full", "seeds": seeds,
+    meta = {"mode": "quick" if quick else "full",
+            "seeds": "each experiment's default" if seeds is None else seeds,
+            "seed offset": seed_offset,
             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "python": platform.python_version()}
     from importlib import metadata
@@ -139,7 +145,8 @@ def run_experiments(names: Sequence[str], *, quick: bool, seeds: int, out: str,
         module = available[name]
         start = time.perf_counter()
         try:
-            outcome = module.run(quick=quick, seeds=seeds, progress=make_bar(name))
+            outcome = module.run(quick=quick, seeds=seeds, seed_offset=seed_offset,
+                                 progress=make_bar(name))
             outcome.seconds = time.perf_counter() - start
             report.render_figures(outcome, out)
         except Exception:  # an experiment that fails is reported, the others still run
@@ -170,9 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:
             raise _ArgumentError(f"unknown experiment {unknown[0]!r}; `jaxlearn list` shows the "
                                  f"{len(available)} experiments: {', '.join(available)}")
-        seeds = args.seeds if args.seeds is not None else (2 if args.quick else 3)
-        if seeds < 1:
+        seeds = args.seeds
+        if seeds is not None and seeds < 1:
             raise _ArgumentError(f"--seeds must be >= 1, got {seeds}")
+        if args.seed_offset < 0:
+            raise _ArgumentError(f"--seed-offset must be >= 0, got {args.seed_offset}")
         _check_out_dir(args.out)
     except _ArgumentError as err:
         print(f"jaxlearn: error: {err}", file=sys.stderr)
@@ -180,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_compilation_cache:
         enable_compilation_cache()
     outcomes = run_experiments(names, quick=args.quick, seeds=seeds, out=args.out,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, seed_offset=args.seed_offset)
     failed = [o.name for o in outcomes if o.verdict == "failed"]
     print(f"wrote {os.path.join(args.out, 'report.md')}, report.html, results.json; "
           f"{sum(o.verdict == 'holds' for o in outcomes)}/{len(outcomes)} claims hold"

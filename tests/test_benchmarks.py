@@ -2,6 +2,7 @@
 prints its table. The times of these short runs mean nothing; the figures quoted in notes come
 from full runs of the same scripts (their commands are in ``benchmarks/README.md``)."""
 
+import json
 import pathlib
 import subprocess
 import sys
@@ -41,3 +42,33 @@ def test_profile_step_rejects_a_partial_epoch():
                            "--steps", "50"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2 and "--steps must be a positive multiple of 40" in proc.stderr
+
+
+def _results(folder, checks):
+    folder.mkdir()
+    experiments = [{"name": "e", "error": None,
+                    "checks": [{"what": w, "verdict": v, "value": 0.5, "kind": "interval",
+                                "ci": [0.4, 0.6], "n": 3} for w, v in checks]}]
+    (folder / "results.json").write_text(json.dumps({"meta": {}, "experiments": experiments}))
+    return folder
+
+
+def test_verdict_stability_compares_two_runs(tmp_path, capsys):
+    # Same verdicts: exit 0. A verdict that changes with the seeds, or a check that does not
+    # hold in both runs: exit 1 and named.
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import verdict_stability
+    finally:
+        sys.path.pop(0)
+    a = _results(tmp_path / "a", [("x", "holds"), ("y", "inconclusive")])
+    b = _results(tmp_path / "b", [("x", "holds"), ("y", "inconclusive")])
+    assert verdict_stability.compare(a, b) == 0
+    assert "2/2 checks give the same verdict" in capsys.readouterr().out
+    c = _results(tmp_path / "c", [("x", "inconclusive"), ("y", "inconclusive")])
+    assert verdict_stability.compare(a, c) == 1
+    assert "UNSTABLE: e: x" in capsys.readouterr().out
+    d = _results(tmp_path / "d", [("x", "does not hold"), ("y", "inconclusive")])
+    e = _results(tmp_path / "e", [("x", "does not hold"), ("y", "inconclusive")])
+    assert verdict_stability.compare(d, e) == 1
+    assert "DOES NOT HOLD in both runs: e: x" in capsys.readouterr().out

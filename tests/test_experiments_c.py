@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from experiment_checks import check_outcome
+from experiment_checks import check_outcome, quick_run
 
 import jaxlearn as jl
 from experiments import compute_cost, data_needs, mnist1d
@@ -62,7 +62,7 @@ def test_hand_count_of_the_reference_models():
 
 @pytest.mark.slow
 def test_mnist1d_quick_holds():
-    out = mnist1d.run(quick=True, seeds=2)
+    out, _ = quick_run("mnist1d")
     check_outcome(out, "mnist1d")
     acc = out.numbers["test_accuracy"]
     for s in range(2):  # measured 0.31-0.33 / 0.63-0.66 / 0.91-0.93 at 1600 steps
@@ -74,26 +74,34 @@ def test_mnist1d_quick_holds():
     assert [row["source"] for row in out.literature] == ["Greydanus 2020, table 1"] * 3
     assert out.numbers["n_params"] == {"logistic regression": 410, "MLP": 15210, "CNN": 5210}
     assert len(out.numbers["val_accuracy_curves"]["CNN"][0]) == mnist1d.QUICK_STEPS // 40
-    assert set(out.figures) == {"accuracy", "curves"}
+    assert set(out.figures) | set(out.pngs) == {"accuracy", "curves"}
 
 
 @pytest.mark.slow
 def test_data_needs_quick_holds():
-    out = data_needs.run(quick=True, seeds=1)
+    out, _ = quick_run("data_needs")
     check_outcome(out, "data_needs")
-    m1 = out.numbers["MNIST-1D"]["mean_accuracy"]
-    assert out.numbers["MNIST-1D"]["sizes"][0] == 10
+    n_seeds = data_needs.QUICK_SEEDS
+    m1 = out.numbers["MNIST-1D"]
+    assert m1["sizes"][0] == 10
     for name in ("logistic regression", "MLP", "CNN"):
-        assert m1[name][0] < 0.25                                 # 10 signals: near chance
-    assert m1["CNN"][-1] >= 0.85
-    digits = out.numbers["digits 8x8"]["mean_accuracy"]
-    assert min(a[-1] for a in digits.values()) >= 0.9
+        acc = np.asarray(m1["accuracy"][name])                   # [sizes, seeds]
+        assert acc.shape == (len(m1["sizes"]), n_seeds)
+        assert np.all(acc[0] < 0.25)                             # 10 signals: near chance
+    assert np.all(np.asarray(m1["accuracy"]["CNN"])[-1] >= 0.85)
+    digits = out.numbers["digits 8x8"]["accuracy"]
+    assert min(np.min(np.asarray(a)[-1]) for a in digits.values()) >= 0.9
+    # Five checks over the quick seeds, each with the CLAIM's threshold and its source.
+    assert [c.kind for c in out.checks] == ["interval"] * 5
+    assert all(c.estimate.n == n_seeds and c.source.startswith("claim") for c in out.checks)
+    assert [c.threshold for c in out.checks] == [0.2, data_needs.NEAR_CHANCE, 0.08, 0.1, 0.4]
 
 
 @pytest.mark.slow
 def test_compute_cost_quick_holds():
-    out = compute_cost.run(quick=True, seeds=1)
+    out, _ = quick_run("compute_cost")
     check_outcome(out, "compute_cost")
+    n_seeds = compute_cost.QUICK_SEEDS
     models = out.numbers["models"]
     # XLA's count = hand count + bias adds and activations (exact for these layers).
     assert models["logistic regression"]["forward_flops_per_example"] == 810
@@ -101,4 +109,14 @@ def test_compute_cost_quick_holds():
     assert models["CNN"]["params"] < models["MLP"]["params"]
     for stats in models.values():
         assert stats["train_flops"] == mnist1d.QUICK_STEPS * stats["train_step_flops"]
-        assert stats["train_seconds"][0] > 0
+        assert len(stats["train_seconds"]) == n_seeds
+        assert all(t > 0 for t in stats["train_seconds"])
+    # Quick runs: CNN 0.88-0.93, MLP 0.60-0.66 after 1600 steps, on every seed.
+    assert all(c - m >= 0.15 for c, m in zip(models["CNN"]["accuracy"],
+                                             models["MLP"]["accuracy"]))
+    # Seven sanity checks (architecture arithmetic) and two checks over seeds that carry the
+    # claim's empirical half.
+    kinds = [c.kind for c in out.checks]
+    assert kinds == ["sanity"] * 7 + ["interval"] * 2
+    assert all(c.source for c in out.checks)
+    assert all(c.estimate.n == n_seeds for c in out.checks if c.kind == "interval")
