@@ -3,6 +3,7 @@ prints its table. The times of these short runs mean nothing; the figures quoted
 from full runs of the same scripts (their commands are in ``benchmarks/README.md``)."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -12,6 +13,21 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
+
+
+def _env():
+    """The scripts' environment: this session's persistent compilation cache (tests/conftest.py)
+    passed on through JAX's own environment variables, so a second test session loads the smoke
+    runs' programs instead of compiling them (their times mean nothing here anyway)."""
+    import jax
+
+    env = dict(os.environ)
+    folder = jax.config.jax_compilation_cache_dir
+    if folder:
+        env.update(JAX_COMPILATION_CACHE_DIR=folder,
+                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+    return env
 
 
 @pytest.mark.parametrize("script, args, expected", [
@@ -31,6 +47,7 @@ pytestmark = pytest.mark.slow
 ])
 def test_benchmark_script_runs_and_prints_its_table(script, args, expected):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT,
+                          env=_env(),
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for text in expected:
