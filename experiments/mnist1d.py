@@ -30,6 +30,10 @@ PUBLISHED = {"logistic regression": 0.32, "MLP": 0.68, "CNN": 0.94}
 # "Reproduces these numbers": our mean within this practical margin of the published figure
 # (the paper gives no spread); checked in full mode, which runs the published recipe.
 MARGIN = 0.03
+# Seeds in full mode: the published-margin checks compare a mean with a 3-point margin, and with
+# 3 seeds one weak MLP seed left the interval straddling it (t = 4.3 on 2 df); 6 seeds (t = 2.57)
+# take about a minute per model on the 2-core CPU. Quick mode: 2 seeds (the ordering only).
+FULL_SEEDS = 6
 # One optimizer object for every run: fit's compiled programs are keyed on it, so the seeds of a
 # model share one compilation.
 OPTIMIZER = optax.adam(LEARNING_RATE)
@@ -96,7 +100,7 @@ def _curves(ax, names, curves, steps_per_epoch):
 
 def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
         progress=None) -> Outcome:
-    seed_values = seed_list(seeds, seed_offset, quick=quick, default=(2, 3))
+    seed_values = seed_list(seeds, seed_offset, quick=quick, default=(2, FULL_SEEDS))
     seeds = len(seed_values)
     steps = QUICK_STEPS if quick else STEPS
     n_seeds = seeds
