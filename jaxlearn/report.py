@@ -200,7 +200,7 @@ def literature_table(outcomes: Sequence[Outcome]) -> str:
             pub = f"{r['published']:.4g}" + (f" +- {r['published_sd']:.2g}"
                                              if r["published_sd"] is not None else "")
             rows.append((o.name, r["source"], r["quantity"], pub, r["ours"],
-                         f"{r['within']} ({r['rule']})", r["note"] or "-"))
+                         f"{r['within']} (rule: {r['rule']})", r["note"] or "-"))
     return markdown_table(("experiment", "source", "quantity", "published", "ours",
                            "agrees?", "our setting"), rows)
 

@@ -251,3 +251,17 @@ def test_summary_is_one_row_per_experiment():
 def test_markdown_table_refuses_ragged_rows():
     with pytest.raises(ValueError, match="2 cells but the header has 3"):
         report.markdown_table(("a", "b", "c"), [(1, 2)])
+
+
+def test_literature_table_states_the_agreement_and_its_rule_apart():
+    # "no" must not read as if the published figure were inside our interval.
+    inside = report.literature_row("Paper A", "accuracy", 0.50, [0.49, 0.50, 0.51])
+    outside = report.literature_row("Paper B", "accuracy", 0.90, [0.49, 0.50, 0.51])
+    with_sd = report.literature_row("Paper C", "error", 0.52, [0.49, 0.50, 0.51], spread=0.01)
+    assert [r["within"] for r in (inside, outside, with_sd)] == ["yes", "no", "no"]
+    out = report.Outcome(name="e", claim="c", checks=[], literature=[inside, outside, with_sd])
+    table = report.literature_table([out])
+    assert "| yes (rule: published figure inside our 95% CI) |" in table
+    assert "| no (rule: published figure inside our 95% CI) |" in table
+    assert "| no (rule: our mean within published +- sd) |" in table
+    assert "0.52 +- 0.01" in table
