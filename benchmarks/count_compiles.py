@@ -102,7 +102,8 @@ def _tests(pytest_args: list[str]) -> int:
 
     counter = Counter()
     start = time.perf_counter()
-    code = pytest.main(["-q", "-p", "no:cacheprovider", *pytest_args],
+    # -n 0: in this process (the counter sees no worker processes).
+    code = pytest.main(["-q", "-p", "no:cacheprovider", "-n", "0", *pytest_args],
                        plugins=[_PytestPlugin(counter)])
     print(f"\npytest exit code {int(code)}, {time.perf_counter() - start:.0f} s wall\n")
     print(counter.table("test file"))

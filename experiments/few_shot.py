@@ -39,6 +39,8 @@ from experiments import seed_list, transfer
 from jaxlearn import stats
 from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table
 
+FULL_SEEDS = 12
+
 CLAIM = ("Embeddings learnt on other classes let a model recognise new classes from a handful of "
          "examples: on 5-way episodes of MNIST-1D digits never seen in training, a prototypical "
          "network, a ridge probe and a fine-tuned linear head all beat chance (0.2) by >= 0.1 "
@@ -101,7 +103,7 @@ def _reading(est) -> str:
 
 def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
         progress=None) -> Outcome:
-    seed_values = seed_list(seeds, seed_offset, quick=quick, default=(2, 6))
+    seed_values = seed_list(seeds, seed_offset, quick=quick, default=(2, FULL_SEEDS))
     seeds = len(seed_values)
     n_episodes = 200 if quick else 600
     proto_steps = 500 if quick else PROTO_STEPS

@@ -25,9 +25,11 @@ other jobs at load ~25; ~50 s of CPU time); batch 128 was dropped from full mode
 same lr (a right tail of seeds stuck on a noisy plateau), where n = 10 is too few to bootstrap.
 
 Findings: at the same effective step momentum is no better than plain SGD (ratio ~0.97-1.01,
-quick and full; the check does not hold). After 30 epochs momentum at the same lr is not 15%
-better either (ratio ~1.0, with a wide interval: it does not hold or stays inconclusive,
-depending on the seeds); at 10 epochs (quick mode) it still leads (~0.54).
+quick and full; the check does not hold). Momentum at the same lr is reported (table, notes, the
+interval of its ratio) but is not a check: it confounds momentum with a 10x larger step, and
+after 30 epochs its ratio to plain SGD sits near 1.0 with a wide spread (offset 0: 1.04 [0.87,
+1.22]; offset 100: 0.95 [0.80, 1.10], n = 10 each), so its verdict flipped between two runs with
+different seeds (review 2026-12); at 10 epochs (quick mode) it leads (~0.54).
 """
 
 from __future__ import annotations
@@ -45,10 +47,9 @@ from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table
 
 CLAIM = ("At an equal number of epochs, mini-batch SGD reaches a much lower training loss than "
          "full-batch gradient descent, even GD with a 10x larger step (batch 32: <= 0.5x; "
-         "smaller batches lower), heavy-ball momentum beats plain SGD at the same batch "
-         "(<= 0.85x), both at the same learning rate and at the same effective step "
-         "lr / (1 - momentum), and a cosine learning-rate schedule lowers the final loss of "
-         "momentum SGD further (<= 0.85x).")
+         "smaller batches lower), heavy-ball momentum beats plain SGD at the same batch and "
+         "the same effective step lr / (1 - momentum) (<= 0.85x), and a cosine learning-rate "
+         "schedule lowers the final loss of momentum SGD further (<= 0.85x).")
 
 CE = "softmax_cross_entropy_with_integer_labels"
 LEARNING_RATE = 0.05
@@ -186,9 +187,6 @@ def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
         Check.sample("slope of log(final loss) vs log2(batch size), SGD batches "
                      + ", ".join(n.rsplit(" ", 1)[1] for n in batch_names), slope, ">", 0.0,
                      source="claim: smaller batches reach a lower loss (direction only)"),
-        Check.sample(f"final training loss: momentum / plain SGD, same lr {LEARNING_RATE:g} "
-                     "(10x effective step), batch 32", ratios["momentum_same_lr"], "<=",
-                     RATIO_MOMENTUM, source="claim: momentum beats SGD, <= 0.85x (module claim)"),
         Check.sample(f"final training loss: momentum (lr {MOMENTUM_SAME_STEP_LR:g}) / plain SGD "
                      f"(lr {LEARNING_RATE:g}), same effective step, batch 32",
                      ratios["momentum_same_step"], "<=", RATIO_MOMENTUM,

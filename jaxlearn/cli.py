@@ -2,13 +2,21 @@
 
     jaxlearn list
     jaxlearn run NAME [NAME ...] [--quick] [--out DIR] [--seeds N] [--seed-offset K] [...]
-    jaxlearn reproduce [--quick] [--out DIR] [--seeds N] [--seed-offset K] [--no-compilation-cache]
+    jaxlearn reproduce [--quick] [--out DIR] [--seeds N] [--seed-offset K] [--jobs J]
+                       [--no-compilation-cache]
 
 ``reproduce`` runs every experiment with a progress bar each, and writes ``DIR/report.md``,
 ``DIR/report.html`` (figures embedded), one PNG per figure and ``DIR/results.json``. The report is
 rewritten after each experiment, so an interrupted run keeps what it finished; an experiment that
 raises is reported as failed and the others still run. Each figure is rendered to its PNG once,
 when its experiment ends, and then closed.
+
+On a CPU the experiments run in ``--jobs`` worker processes at once (default: one per core, at most
+4; XLA compiles each program on one core, and compilation is most of a quick run's time). Each
+experiment seeds its own keys, so its numbers do not depend on the process it ran in or on the
+others (tested: a run with two workers gives bitwise the numbers of the in-process runs). On a
+GPU or TPU the default is one job, in this process: several processes would each reserve the
+accelerator's memory.
 
 ``run`` and ``reproduce`` turn on JAX's persistent compilation cache
 (:func:`jaxlearn.enable_compilation_cache`: ``$JAXLEARN_CACHE_DIR`` or the per-user cache folder),
@@ -19,13 +27,16 @@ so a second run loads its compiled programs instead of compiling them again;
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import gc
+import multiprocessing
 import os
 import platform
 import sys
 import tempfile
 import time
 import traceback
+import types
 from collections.abc import Sequence
 
 from jaxlearn import report
@@ -54,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--seed-offset", type=int, default=0,
                        help="first seed (default 0): another offset reruns every experiment on "
                             "fresh randomness")
+        p.add_argument("--jobs", type=int, default=None,
+                       help="experiments run at once, each in its own worker process (default: "
+                            "one per CPU core, at most 4, on a CPU; 1 on an accelerator)")
         p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
         p.add_argument("--no-compilation-cache", action="store_true",
                        help="do not use the persistent XLA compilation cache (on by default; "
@@ -112,26 +126,57 @@ def _free_compiled_programs() -> None:
     gc.collect()
 
 
-def run_experiments(names: Sequence[str], *, quick: bool, seeds: int | None, out: str,
-                    progress: bool = True, seed_offset: int = 0) -> list[report.Outcome]:
-    """Runs the named experiments, rewriting the report in ``out`` after each one.
+def default_jobs() -> int:
+    """Experiments run at once by default: one per CPU core, at most 4, when JAX runs on the CPU;
+    1 on an accelerator (each process would reserve its memory)."""
+    import jax
 
-    An experiment's figures are rendered to PNGs (and closed) as soon as it ends, and its compiled
-    programs are dropped; a figure that fails to render fails its experiment, not the run.
-    """
-    import experiments
-    available = experiments.discover()
-    outcomes: list[report.Outcome] = []
-    make_bar, close_bar = _progress_factory(progress)
-    meta = {"mode": "quick" if quick else "full",
-            "seeds": "each experiment's default" if seeds is None else seeds,
-            "seed offset": seed_offset,
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "python": platform.python_version()}
+    if jax.default_backend() != "cpu":
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _run_one(module, name: str, *, quick: bool, seeds: int | None, seed_offset: int, out: str,
+             progress) -> report.Outcome:
+    """Runs one experiment, renders its figures and drops its compiled programs; an experiment
+    that raises (or whose figure cannot be rendered) comes back as a failed outcome."""
+    start = time.perf_counter()
+    try:
+        outcome = module.run(quick=quick, seeds=seeds, seed_offset=seed_offset, progress=progress)
+        outcome.seconds = time.perf_counter() - start
+        report.render_figures(outcome, out)
+    except Exception:  # an experiment that fails is reported, the others still run
+        outcome = report.Outcome(name=name, claim=module.CLAIM, checks=[],
+                                 error=traceback.format_exc(),
+                                 seconds=time.perf_counter() - start)
+    finally:
+        _free_compiled_programs()
+    return outcome
+
+
+def _worker_init(cache_folder: str | None) -> None:
+    if cache_folder is not None:
+        enable_compilation_cache(cache_folder)
+
+
+def _worker_run(run, claim: str, name: str, quick: bool, seeds: int | None, seed_offset: int,
+                out: str) -> report.Outcome:
+    """An experiment in a worker process; ``run`` is its module's ``run`` (sent by reference)."""
+    module = types.SimpleNamespace(run=run, CLAIM=claim)
+    return _run_one(module, name, quick=quick, seeds=seeds, seed_offset=seed_offset, out=out,
+                    progress=lambda done, total: None)
+
+
+def _meta(quick: bool, seeds: int | None, seed_offset: int, jobs: int) -> dict:
     from importlib import metadata
 
     import jax
 
+    meta = {"mode": "quick" if quick else "full",
+            "seeds": "each experiment's default" if seeds is None else seeds,
+            "seed offset": seed_offset, "jobs": jobs,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "python": platform.python_version()}
     for package in ("jax", "jaxlib", "optax", "flax", "jaxlearn"):
         try:
             meta[package] = metadata.version(package)
@@ -140,27 +185,72 @@ def run_experiments(names: Sequence[str], *, quick: bool, seeds: int | None, out
     device = jax.devices()[0]
     meta["device"] = f"{device.platform} ({getattr(device, 'device_kind', '?')}), " \
                      f"{jax.device_count()} device(s)"
+    return meta
+
+
+def run_experiments(names: Sequence[str], *, quick: bool, seeds: int | None, out: str,
+                    progress: bool = True, seed_offset: int = 0, jobs: int = 1,
+                    cache_folder: str | None = None) -> list[report.Outcome]:
+    """Runs the named experiments, rewriting the report in ``out`` after each one.
+
+    An experiment's figures are rendered to PNGs (and closed) as soon as it ends, and its compiled
+    programs are dropped; a figure that fails to render fails its experiment, not the run. With
+    ``jobs`` > 1 the experiments run in that many spawned worker processes (which use the
+    compilation cache in ``cache_folder`` when given); the report keeps the order of ``names``
+    and is rewritten as each experiment ends, whatever the order they end in.
+    """
+    import experiments
+    available = experiments.discover()
+    jobs = max(1, min(jobs, len(names)))
+    meta = _meta(quick, seeds, seed_offset, jobs)
+    done: dict[str, report.Outcome] = {}
     run_start = time.perf_counter()
-    for name in names:
-        module = available[name]
-        start = time.perf_counter()
-        try:
-            outcome = module.run(quick=quick, seeds=seeds, seed_offset=seed_offset,
-                                 progress=make_bar(name))
-            outcome.seconds = time.perf_counter() - start
-            report.render_figures(outcome, out)
-        except Exception:  # an experiment that fails is reported, the others still run
-            outcome = report.Outcome(name=name, claim=module.CLAIM, checks=[],
-                                     error=traceback.format_exc(),
-                                     seconds=time.perf_counter() - start)
-        finally:
-            close_bar()
-            _free_compiled_programs()
-        outcomes.append(outcome)
+
+    def record(name: str, outcome: report.Outcome) -> None:
+        done[name] = outcome
         meta["total time"] = f"{time.perf_counter() - run_start:.1f} s"
-        report.write_report(outcomes, out, meta=meta)
+        report.write_report([done[n] for n in names if n in done], out, meta=meta)
         print(f"{name}: {outcome.verdict} ({outcome.seconds:.1f} s)", file=sys.stderr)
-    return outcomes
+
+    if jobs == 1:
+        make_bar, close_bar = _progress_factory(progress)
+        for name in names:
+            try:
+                outcome = _run_one(available[name], name, quick=quick, seeds=seeds,
+                                   seed_offset=seed_offset, out=out, progress=make_bar(name))
+            finally:
+                close_bar()
+            record(name, outcome)
+        return [done[n] for n in names]
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(desc=f"{jobs} workers", total=len(names), unit="experiment", file=sys.stderr)
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init, initargs=(cache_folder,))
+    try:
+        futures = {pool.submit(_worker_run, available[name].run, available[name].CLAIM, name,
+                               quick, seeds, seed_offset, out): name
+                   for name in names}
+        for future in concurrent.futures.as_completed(futures):
+            name = futures[future]
+            try:
+                outcome = future.result()
+            except Exception:  # the worker process died (killed, out of memory): say so
+                outcome = report.Outcome(name=name, claim=available[name].CLAIM, checks=[],
+                                         error="its worker process died:\n"
+                                               + traceback.format_exc(),
+                                         seconds=time.perf_counter() - run_start)
+            record(name, outcome)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if bar is not None:
+            bar.close()
+    return [done[n] for n in names]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -182,14 +272,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise _ArgumentError(f"--seeds must be >= 1, got {seeds}")
         if args.seed_offset < 0:
             raise _ArgumentError(f"--seed-offset must be >= 0, got {args.seed_offset}")
+        if args.jobs is not None and args.jobs < 1:
+            raise _ArgumentError(f"--jobs must be >= 1, got {args.jobs}")
         _check_out_dir(args.out)
     except _ArgumentError as err:
         print(f"jaxlearn: error: {err}", file=sys.stderr)
         return 2
-    if not args.no_compilation_cache:
-        enable_compilation_cache()
+    cache_folder = None if args.no_compilation_cache else enable_compilation_cache()
+    jobs = default_jobs() if args.jobs is None else args.jobs
     outcomes = run_experiments(names, quick=args.quick, seeds=seeds, out=args.out,
-                               progress=not args.no_progress, seed_offset=args.seed_offset)
+                               progress=not args.no_progress, seed_offset=args.seed_offset,
+                               jobs=jobs, cache_folder=cache_folder)
     failed = [o.name for o in outcomes if o.verdict == "failed"]
     print(f"wrote {os.path.join(args.out, 'report.md')}, report.html, results.json; "
           f"{sum(o.verdict == 'holds' for o in outcomes)}/{len(outcomes)} claims hold"

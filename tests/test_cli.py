@@ -48,6 +48,13 @@ def cache_calls(monkeypatch):
     return calls
 
 
+@pytest.fixture(autouse=True)
+def one_job(monkeypatch):
+    """The tests below run ``main`` in this process with stand-in experiments, which worker
+    processes would not see: one job unless a test asks for more (``--jobs``)."""
+    monkeypatch.setattr(cli, "default_jobs", lambda: 1)
+
+
 @pytest.fixture
 def fake_experiments(monkeypatch):
     fakes = {"good": _fake_experiment("good"), "broken": _fake_experiment("broken", fail=True),
@@ -105,6 +112,7 @@ def test_run_named_experiment_only(fake_experiments, tmp_path):
     (["run", "nope"], "unknown experiment 'nope'"),
     (["reproduce", "--seeds", "0"], "--seeds must be >= 1, got 0"),
     (["reproduce", "--seed-offset", "-1"], "--seed-offset must be >= 0, got -1"),
+    (["reproduce", "--jobs", "0"], "--jobs must be >= 1, got 0"),
     (["reproduce", "--out", "/proc/jaxlearn-not-writable"], "is not a writable folder"),
 ])
 def test_bad_arguments_exit_nonzero_with_one_line(fake_experiments, argv, message, capsys,
@@ -144,6 +152,38 @@ def test_free_compiled_programs_empties_jaxlearn_and_jax_caches(monkeypatch):
     monkeypatch.setattr(jax, "clear_caches", lambda: cleared.append("jax"))
     FREE_COMPILED_PROGRAMS()
     assert cleared == ["jaxlearn", "jax"]
+
+
+def test_jobs_run_in_worker_processes_and_a_dead_worker_is_reported(monkeypatch, tmp_path):
+    # Two spawned workers: the experiment that holds ran in another process than this one; the
+    # one whose worker dies is reported as failed with the reason, the report is still written
+    # (in the order of the experiments, not of their ending) and the exit code says so.
+    import cli_workers
+
+    fakes = {name: types.SimpleNamespace(CLAIM=f"{name} claim", run=getattr(cli_workers, name))
+             for name in ("holds", "also_holds")}
+    monkeypatch.setattr(experiments, "discover", lambda: fakes)
+    assert cli.main(["reproduce", "--jobs", "2", "--no-progress", "--out",
+                     str(tmp_path / "a")]) == 0
+    results = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert [e["name"] for e in results["experiments"]] == ["holds", "also_holds"]
+    for e in results["experiments"]:
+        assert e["verdict"] == "holds" and e["numbers"]["pid"] != os.getpid()
+        assert (tmp_path / "a" / f"{e['name']}_plot.png").stat().st_size > 0
+    assert results["meta"]["jobs"] == 2
+    assert cli.main(["run", "holds", "--jobs", "2", "--no-progress", "--out",
+                     str(tmp_path / "one")]) == 0
+    results = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert results["meta"]["jobs"] == 1  # never more workers than experiments: in this process
+    assert results["experiments"][0]["numbers"]["pid"] == os.getpid()
+
+    fakes["dies"] = types.SimpleNamespace(CLAIM="dies claim", run=cli_workers.dies)
+    assert cli.main(["reproduce", "--jobs", "2", "--no-progress", "--out",
+                     str(tmp_path / "b")]) == 1
+    results = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert [e["name"] for e in results["experiments"]] == ["holds", "also_holds", "dies"]
+    dead = results["experiments"][2]
+    assert dead["verdict"] == "failed" and "worker process died" in dead["error"]
 
 
 def test_list_does_not_touch_the_compilation_cache(fake_experiments, cache_calls, capsys):
@@ -249,9 +289,10 @@ def test_reproduce_quick_report_of_every_experiment(monkeypatch, tmp_path):
 @pytest.mark.slow
 def test_run_in_a_fresh_process(tmp_path):
     """The installed command in a new process (imports, compile cache, files, exit code), on two
-    of the fastest experiments; the whole reproduce is the test above and the README's command."""
+    of the fastest experiments, each in its own worker process (``--jobs 2``); the whole
+    reproduce is the test above and the README's command."""
     proc = subprocess.run([sys.executable, "-m", "jaxlearn.cli", "run", "losses", "ridge",
-                           "--quick", "--seed-offset", "0", "--no-progress", "--out",
+                           "--quick", "--seed-offset", "0", "--jobs", "2", "--out",
                            str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "claims hold" in proc.stdout and "failed" not in proc.stdout
@@ -264,3 +305,5 @@ def test_run_in_a_fresh_process(tmp_path):
         assert [c["values"] for c in e["checks"] if c["kind"] == "interval"] == \
             [list(c.values) for c in shared.checks if c.kind == "interval"], e["name"]
     assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") >= 2
+    assert results["meta"]["jobs"] == 2
+    assert "2 workers" in proc.stderr  # the progress bar over experiments
