@@ -124,8 +124,8 @@ timeout 60 "$PYTHON" -c "$VERSIONS" >> "$RESULTS" 2>&1 || {
 TESTS=(tests/test_train.py tests/test_parallel.py tests/test_nn.py tests/test_explain.py
        tests/test_robust.py)
 if [ "$DRY_RUN" -eq 1 ]; then
-    step "tests (collected only)" 60 "$PYTHON" -m pytest -qq -p no:cacheprovider --collect-only \
-        -m "not slow" "${TESTS[@]}"
+    step "tests (collected only)" 60 "$PYTHON" -m pytest -qq -p no:cacheprovider -n 0 \
+        --collect-only -m "not slow" "${TESTS[@]}"
     step "bench_conv.py" 60 "$PYTHON" benchmarks/bench_conv.py --steps 2 --repeats 1 \
         --models mnist1d_cnn
     step "bench_fit.py" 60 "$PYTHON" benchmarks/bench_fit.py --steps 40 --repeats 1 \
@@ -135,7 +135,8 @@ if [ "$DRY_RUN" -eq 1 ]; then
     step "bench_peers.py (jax peers)" 60 "$PYTHON" benchmarks/bench_peers.py --quick \
         --workloads logistic --peers jaxlearn "jax one-scan floor"
 else
-    step "tests on the device" 120 "$PYTHON" -m pytest -q -p no:cacheprovider -rfE \
+    # -n 0: one process (worker processes would each reserve the accelerator's memory).
+    step "tests on the device" 120 "$PYTHON" -m pytest -q -p no:cacheprovider -rfE -n 0 \
         -m "not slow" "${TESTS[@]}"
     step "bench_conv.py" 40 "$PYTHON" benchmarks/bench_conv.py
     step "bench_fit.py" 60 "$PYTHON" benchmarks/bench_fit.py --repeats 2

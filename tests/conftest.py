@@ -6,7 +6,8 @@
 - Strict rank promotion: ``x + b`` with ``x`` of shape (n, d) and ``b`` of shape (d,) raises, so a
   broadcast the library relies on must be written out (``b[None, :]``); an accidental (n,) + (n, 1)
   -> (n, n) cannot pass silently.
-- Worker processes (pytest-xdist, ``-n auto`` in pyproject.toml): one per core, at most 4. Each
+- Worker processes (pytest-xdist, ``-n auto`` in pyproject.toml): one per core, at most 4 (one
+  where a GPU/TPU jaxlib plugin is installed). Each
   test file runs whole in one worker, so that its module-scoped fixtures (trained models) are built
   once; the files that share the experiments' quick runs (``experiment_checks.quick_run``) run in
   one worker together; the tests that only start a subprocess (notebooks, benchmark scripts) are
@@ -41,6 +42,14 @@ def _work_unit(nodeid: str) -> str:
 
 
 def pytest_xdist_auto_num_workers(config):
+    # One per core, at most 4; one where a GPU/TPU jaxlib plugin is installed (each worker
+    # process would reserve the accelerator's memory). Decided without starting JAX here.
+    from importlib import metadata
+
+    accelerator = ("jax-cuda", "jax_cuda", "jax-rocm", "jax_rocm", "libtpu")
+    if any((d.metadata["Name"] or "").lower().startswith(accelerator)
+           for d in metadata.distributions()):
+        return 1
     return max(1, min(4, os.cpu_count() or 1))
 
 

@@ -70,6 +70,16 @@ def _grad_cases():
         "softmax_cross_entropy_with_integer_labels": (
             lambda z: losses.softmax_cross_entropy_with_integer_labels(z, int_labels), (logits,)),
         "entropy": (losses.entropy, (p,)),
+        "entropy_from_logits": (losses.entropy_from_logits, (logits,)),
+        "kl_divergence_from_logits": (losses.kl_divergence_from_logits,
+                                      (logits, rng.normal(size=(4, 5)))),
+        # Saturated rows (gaps of 30 and 60): the rewritten losses are smooth there too.
+        "softmax_cross_entropy_saturated": (
+            lambda z: losses.softmax_cross_entropy(z, np.eye(3)[[0, 2]]),
+            (np.array([[30.0, 0.0, -1.0], [-60.0, 1.0, 0.5]]),)),
+        "integer_labels_saturated": (
+            lambda z: losses.softmax_cross_entropy_with_integer_labels(z, np.array([0, 2])),
+            (np.array([[30.0, 0.0, -1.0], [-60.0, 1.0, 0.5]]),)),
         "cross_entropy": (losses.cross_entropy, (p, q)),
         "kl_divergence": (losses.kl_divergence, (p, q)),
         "l2_penalty": (losses.l2_penalty, (params,)),
@@ -114,6 +124,87 @@ def test_gradients_have_the_closed_forms():
     grad = jax.jit(jax.grad(lambda z: losses.sigmoid_binary_cross_entropy(z, y).sum()))
     np.testing.assert_allclose(grad(z), 1 / (1 + np.exp(-z.astype(np.float64))) - y,
                                rtol=RTOL, atol=ATOL)
+
+
+# ------------------------------------------------------------- exact at saturation (issue 15)
+
+def _exact_ce(z, label):
+    """``logsumexp(z) - z[label]`` and its gradient ``softmax(z) - onehot(label)`` in 50-digit
+    decimal arithmetic (the oracle: float64 itself rounds ``p_y`` to 1 past a gap of ~37)."""
+    import decimal
+
+    with decimal.localcontext() as ctx:
+        ctx.prec = 50
+        d = [decimal.Decimal(float(v)) for v in z]
+        e = [(v - d[label]).exp() for v in d]
+        total = sum(e)
+        value = total.ln()
+        p = [v / total for v in e]
+        grad = [float(pk) for pk in p]
+        grad[label] = -float(sum(pk for k, pk in enumerate(p) if k != label))
+        return float(value), np.array(grad)
+
+
+def _saturated_rows():
+    """Rows with the label's logit ahead by 0 to 100 (and behind by as much), 3 classes."""
+    rows, labels = [], []
+    for gap in (0.0, 1.0, 5.0, 17.0, 21.68, 30.0, 50.0, 80.0, 100.0):
+        rows += [[gap, 0.0, -0.5], [-gap, 0.0, -0.5]]
+        labels += [0, 0]
+    return np.array(rows, np.float32), np.array(labels)
+
+
+def test_cross_entropy_value_and_gradient_exact_at_saturation():
+    # float32 values and gradients equal the exact ones to float32 precision (rtol 1e-5 for a few
+    # ulps; atol float32's smallest normal, below which values are subnormal, ~2% steps at 1e-44).
+    z, y = _saturated_rows()
+    exact = [_exact_ce(row.astype(np.float64), label) for row, label in zip(z, y)]
+    values = np.array([v for v, _ in exact])
+    grads = np.stack([g for _, g in exact])
+    tiny = np.finfo(np.float32).tiny
+    onehot = np.eye(3, dtype=np.float32)[y]
+    for name, fn in (("integer", lambda z: losses.softmax_cross_entropy_with_integer_labels(z, y)),
+                     ("one-hot", lambda z: losses.softmax_cross_entropy(z, onehot))):
+        np.testing.assert_allclose(jax.jit(fn)(z), values, rtol=RTOL, atol=tiny, err_msg=name)
+        got = jax.jit(jax.grad(lambda z, fn=fn: fn(z).sum()))(z)
+        np.testing.assert_allclose(got, grads, rtol=RTOL, atol=tiny, err_msg=name)
+        # The true-class gradient is never 0 while it is a normal float32 (XLA's CPU flushes
+        # subnormals to 0, so past a gap of ~87 it is 0 and so is the exact float32 value).
+        normal = np.abs(grads[:, 0]) > tiny
+        assert normal.sum() >= 14 and np.all(got[normal, 0] < 0), (name, got[:, 0])
+    # The textbook formula loses it: at a gap of 21.68, softmax - onehot gives 0 for the label.
+    naive = jax.grad(lambda z: -jax.nn.log_softmax(z)[0])(np.float32([21.68, 0.0, -0.5]))
+    assert naive[0] == 0.0
+
+
+def test_sigmoid_bce_and_logit_entropies_exact_at_saturation():
+    z = np.array([-100.0, -40.0, -21.68, 0.0, 21.68, 40.0, 80.0], np.float32)
+    z64 = z.astype(np.float64)
+    tiny = np.finfo(np.float32).tiny
+    for y in (0.0, 1.0):
+        labels = np.full_like(z, y)
+        grad = jax.jit(jax.grad(
+            lambda z, labels=labels: losses.sigmoid_binary_cross_entropy(z, labels).sum()))
+        # sigma(z) - y written without cancellation: -sigma(-z) for y = 1.
+        exact = 1 / (1 + np.exp(-z64)) if y == 0 else -1 / (1 + np.exp(z64))
+        np.testing.assert_allclose(grad(z), exact, rtol=RTOL, atol=tiny)
+    # Entropy and KL from logits: finite gradients where a probability underflows to 0, and the
+    # values of the float64 formulas.
+    logits = np.array([[0.0, 200.0, -5.0], [1.0, 2.0, 3.0]], np.float32)
+    other = np.array([[3.0, -200.0, 0.0], [0.0, 0.0, 0.0]], np.float32)
+    g_h = jax.grad(lambda a: losses.entropy_from_logits(a).sum())(logits)
+    g_kl = jax.grad(lambda a, b: losses.kl_divergence_from_logits(a, b).sum(), (0, 1))(
+        logits, other)
+    assert np.all(np.isfinite(g_h)) and all(np.all(np.isfinite(g)) for g in g_kl)
+    naive = jax.grad(lambda a: losses.entropy(jax.nn.softmax(a)).sum())(logits)
+    assert np.isnan(naive).any()  # the probability version cannot do this
+    p, q = _softmax64(logits.astype(np.float64)), _softmax64(other.astype(np.float64))
+    log_p = np.log(np.maximum(p, 1e-300))
+    np.testing.assert_allclose(losses.entropy_from_logits(logits), -(p * log_p).sum(-1),
+                               rtol=RTOL, atol=ATOL)
+    kl = (p * (log_p - np.log(np.maximum(q, 1e-300)))).sum(-1)
+    np.testing.assert_allclose(losses.kl_divergence_from_logits(logits, other), kl, rtol=RTOL,
+                               atol=ATOL)
 
 
 # ---------------------------------------------------------------- values against NumPy float64
@@ -334,6 +425,12 @@ _P3 = np.array([0.2, 0.3, 0.5], np.float32)
     (lambda: losses.entropy(["a", "b"]), TypeError, "`p` must be a numeric array"),
     (lambda: losses.mse("abc", np.zeros(3)), TypeError, "`predictions` must be an array"),
     (lambda: losses.get_loss("hinge"), ValueError, "`loss` must be one of"),
+    (lambda: losses.entropy_from_logits(np.float32(1.0)), ValueError,
+     "`logits` must have a class axis"),
+    (lambda: losses.kl_divergence_from_logits(_Z, np.zeros((4, 9), np.float32)), ValueError,
+     r"`p_logits` has shape \(4, 10\) but `q_logits` has shape \(4, 9\)"),
+    (lambda: losses.kl_divergence_from_logits(_Z, _Z.astype(int)), TypeError,
+     "`q_logits` must have a floating dtype"),
 ])
 def test_bad_inputs_raise_clear_errors(call, error, match):
     with pytest.raises(error, match=match):

@@ -67,6 +67,33 @@ def test_fgsm_equals_eps_sign_grad_of_linear_model(targeted):
     np.testing.assert_array_equal(np.asarray(one), expected[1])
 
 
+def test_fgsm_moves_every_margin_by_eps_times_the_weight_difference_even_when_saturated():
+    # Two classes, linear logits: the loss gradient in x is p_other (w_other - w_y), so FGSM's
+    # sign step lowers the margin z_y - z_other by exactly eps * ||w_y - w_other||_1 -- for the
+    # confident examples too (margins 20 to 60, where softmax(z)_y rounds to 1 in float32 and the
+    # textbook gradient softmax - onehot loses its true-class term: the step then follows
+    # sign(p_other w_other) alone). Tolerance: float32 rounding of logits up to ~70 (1e-4).
+    rng = np.random.default_rng(3)
+    d = 6
+    params = {"w": rng.normal(0, 1, (d, 2)).astype(np.float32), "b": np.zeros(2, np.float32)}
+    w_diff = params["w"][:, 0] - params["w"][:, 1]
+    y = rng.integers(0, 2, 40).astype(np.int32)
+    sign = np.where(y == 0, 1.0, -1.0)                       # margin = sign * (x . w_diff)
+    target = np.concatenate([rng.uniform(0.5, 5, 20), rng.uniform(20, 60, 20)])
+    direction = rng.normal(0, 1, (40, d))
+    direction -= (direction @ w_diff)[:, None] * w_diff / (w_diff @ w_diff)
+    x = (direction + (sign * target)[:, None] * w_diff / (w_diff @ w_diff)).astype(np.float32)
+
+    def margin(x):
+        z = np.float64(x) @ np.float64(params["w"])
+        return sign * (z[:, 0] - z[:, 1])
+
+    assert margin(x)[20:].min() > 19.9  # saturated: p_y == 1 in float32
+    eps = 0.05
+    moved = margin(robust.fgsm(linear_apply, params, x, y, eps=eps)) - margin(x)
+    np.testing.assert_allclose(moved, -eps * np.abs(w_diff).sum(), atol=1e-4, rtol=0)
+
+
 def test_fgsm_clips_to_data_range():
     params, x, y = _linear_problem(seed=1)
     g = _grad_by_hand(params, x, y)
