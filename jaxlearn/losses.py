@@ -174,12 +174,18 @@ def softmax_cross_entropy_with_integer_labels(logits: Array, labels: Array) -> A
 
 # ------------------------------------------------------------------------ information theory
 
-def _check_distribution(name: str, p: Any) -> Any:
-    p = _checks.as_array(name, p)
-    _checks.check_float(name, p)
-    if p.ndim < 1 or p.shape[-1] == 0:
+def _check_class_axis(name: str, x: Any) -> Any:
+    """A float array with a class axis (the last) of size >= 1."""
+    x = _checks.as_array(name, x)
+    _checks.check_float(name, x)
+    if x.ndim < 1 or x.shape[-1] == 0:
         raise ValueError(f"`{name}` must have a class axis of size >= 1, got shape "
-                         f"{tuple(p.shape)}")
+                         f"{tuple(x.shape)}")
+    return x
+
+
+def _check_distribution(name: str, p: Any) -> Any:
+    p = _check_class_axis(name, p)
     if _checks.is_concrete(p):
         arr = np.asarray(p, dtype=np.float64)
         sums = arr.sum(-1)
@@ -228,15 +234,6 @@ def kl_divergence(p: Array, q: Array) -> Array:
     return jnp.sum(_xlogy(p, p) - _xlogy(p, q), axis=-1)
 
 
-def _check_logits(name: str, logits: Any) -> Any:
-    logits = _checks.as_array(name, logits)
-    _checks.check_float(name, logits)
-    if logits.ndim < 1 or logits.shape[-1] == 0:
-        raise ValueError(f"`{name}` must have a class axis of size >= 1, got shape "
-                         f"{tuple(logits.shape)}")
-    return logits
-
-
 def entropy_from_logits(logits: Array) -> Array:
     """``H(softmax(z))`` (nats) from logits: ``-sum_k p_k log p_k`` with ``log p = log_softmax(z)``.
 
@@ -247,7 +244,7 @@ def entropy_from_logits(logits: Array) -> Array:
     >>> jax.grad(lambda z: entropy_from_logits(z))(jnp.array([0.0, 200.0]))
     Array([-0., 0.], dtype=float32)
     """
-    logits = _check_logits("logits", logits)
+    logits = _check_class_axis("logits", logits)
     log_p = jax.nn.log_softmax(logits, axis=-1)
     return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
 
@@ -256,8 +253,8 @@ def kl_divergence_from_logits(p_logits: Array, q_logits: Array) -> Array:
     """``KL(softmax(a) || softmax(b)) = sum_k p_k (log p_k - log q_k)`` from logits ``a``, ``b``,
     with finite gradients where a probability underflows to 0 (see :func:`entropy_from_logits`).
     Shapes: ``[..., K]`` both (equal); returns ``[...]``."""
-    p_logits = _check_logits("p_logits", p_logits)
-    q_logits = _check_logits("q_logits", q_logits)
+    p_logits = _check_class_axis("p_logits", p_logits)
+    q_logits = _check_class_axis("q_logits", q_logits)
     _check_same_shape("p_logits", p_logits, "q_logits", q_logits)
     log_p = jax.nn.log_softmax(p_logits, axis=-1)
     log_q = jax.nn.log_softmax(q_logits, axis=-1)
