@@ -21,7 +21,9 @@ ORDER = ("unit_circle", "representations", "gradient_descent", "sgd", "xor",
          "universal_approximation", "backprop", "losses", "ridge", "dropout", "mnist1d",
          "data_needs", "compute_cost",
          # The limits (issue 4): black boxes that can be fooled, shortcuts, honest uncertainty.
-         "adversarial", "shortcut_token", "erased_object", "uncertainty_shift", "saliency_sanity",
+         "adversarial", "adversarial_training", "shortcut_token", "erased_object",
+         "uncertainty_shift", "conformal_prediction", "saliency_sanity",
+         "attribution_faithfulness",
          # Learning with few labels (issue 5).
          "transfer", "augmentation", "few_shot", "taxonomy")
 

@@ -15,10 +15,15 @@ train -> evaluate:
   :mod:`jaxlearn.state` (the TrainState and the run's fingerprint) and
   :mod:`jaxlearn.evaluation` (:func:`evaluate`, :func:`predict`).
 - :mod:`jaxlearn.metrics`: accuracy, confusion matrix, precision/recall, ROC/AUC, log-loss, Brier.
-- :mod:`jaxlearn.explain`: saliency, integrated gradients, SmoothGrad, occlusion, sanity checks.
+- :mod:`jaxlearn.explain`: saliency, integrated gradients, SmoothGrad (and its square, VarGrad),
+  occlusion, sanity checks, Grad-CAM and layer integrated gradients.
+- :mod:`jaxlearn.faithfulness`: deletion/insertion curves (AUC), infidelity, sensitivity-max.
 - :mod:`jaxlearn.shortcuts`: planted spurious cues, Bissoto ablations, worst-group accuracy.
-- :mod:`jaxlearn.robust`: FGSM, PGD, robustness curves, adversarial training.
+- :mod:`jaxlearn.robust`: FGSM, PGD (restarts, L-inf/L2), APGD-CE, worst-case robust accuracy,
+  robustness curves, adversarial training (FGSM, PGD, TRADES).
 - :mod:`jaxlearn.uncertainty`: MC dropout, ensembles, temperature scaling, calibration, OOD.
+- :mod:`jaxlearn.conformal`: split conformal prediction sets (LAC, APS, RAPS) with a coverage
+  guarantee.
 - :mod:`jaxlearn.augment`, :mod:`jaxlearn.transfer`, :mod:`jaxlearn.fewshot`,
   :mod:`jaxlearn.taxonomy`: learning with few labels.
 - :mod:`jaxlearn.parallel`: data-parallel meshes over devices and processes.
@@ -32,9 +37,11 @@ from jaxlearn import (
     callbacks,
     checkpoint,
     compilation_cache,
+    conformal,
     data,
     evaluation,
     explain,
+    faithfulness,
     features,
     fewshot,
     linear,
@@ -65,6 +72,8 @@ __version__ = "0.1.0"
 __all__ = [
     "shortcuts",
     "explain",
+    "faithfulness",
+    "conformal",
     "transfer",
     "taxonomy",
     "fewshot",

@@ -148,3 +148,15 @@ def check_features(name: str, x: Any, *, ndim: int | Sequence[int] = 2) -> Any:
     check_nonempty(name, x)
     check_finite(name, x)
     return x
+
+
+def check_batch(name: str, x: Any) -> Any:
+    """``x`` as a float batch ``[batch, ...]`` (at least 2 dimensions), non-empty and finite."""
+    x = as_array(name, x)
+    check_float(name, x)
+    if x.ndim < 2:
+        raise ValueError(f"`{name}` must be a batch [batch, ...] with at least 2 dimensions, got "
+                         f"shape {tuple(x.shape)}")
+    check_nonempty(name, x)
+    check_finite(name, x)
+    return x

@@ -12,7 +12,16 @@ class the model predicts for ``x``. Maps have the shape of ``x``:
   ``f_t(x) - f_t(baseline)``;
 * :func:`smoothgrad` (Smilkov et al. 2017): the gradient averaged over noisy copies of ``x``;
 * :func:`occlusion` (Zeiler & Fergus 2014): the drop of ``f_t`` when a sliding window is covered,
-  for 1-D signals and 2-D images.
+  for 1-D signals and 2-D images;
+* :func:`smoothgrad_squared` (Hooker et al. 2019) and :func:`vargrad` (Adebayo et al. 2018): the
+  mean square and the variance of SmoothGrad's noisy gradients;
+* :func:`grad_cam` (Selvaraju et al. 2017) and :func:`layer_integrated_gradients`: attributions
+  inside the network, at a layer of a ``jl.nn.serial`` model (:func:`cut_model`) or between the
+  two halves of your own model given as ``(features, head)``; :func:`upsample_map` brings a
+  layer's map to the input's size.
+
+Whether a map is faithful to the model is measured in :mod:`jaxlearn.faithfulness` (deletion and
+insertion curves, infidelity, sensitivity-max).
 
 Gradients of a whole batch are taken in one backward pass, as the gradient of
 ``sum_i f_{t_i}(x_i)`` with respect to ``x``. This is the per-example gradient whenever examples do
@@ -71,13 +80,7 @@ _SANITY_SMOOTHGRAD_NOISE = 0.15
 
 def _check_input(apply: Callable, params: Params, x: Any) -> tuple[Array, int]:
     """``x`` float ``[batch, ...]``; ``apply`` maps it to logits ``[batch, n_classes]``."""
-    x = _checks.as_array("x", x)
-    _checks.check_float("x", x)
-    if x.ndim < 2:
-        raise ValueError(f"`x` must be a batch [batch, ...] with at least 2 dimensions, got shape "
-                         f"{tuple(x.shape)}")
-    _checks.check_nonempty("x", x)
-    _checks.check_finite("x", x)
+    x = _checks.check_batch("x", x)
     try:
         out = jax.eval_shape(lambda p, xb: apply(p, xb), params, x)
     except (ValueError, TypeError) as err:
@@ -721,3 +724,386 @@ def _sanity_scores(methods, params, x, target, k_weights, k_maps, chosen, owner,
         return jnp.stack([_spearman(r, m) for r, m in zip(reference, maps)])
 
     return jax.lax.map(score, chosen)
+
+
+# ------------------------------------------------------------------ SmoothGrad^2 and VarGrad
+
+def _check_noise_arguments(key: Any, n_samples: Any, noise_level: Any, chunk_size: Any) -> None:
+    _checks.check_key("key", key)
+    _checks.check_positive("n_samples", n_samples, integer=True)
+    _checks.check_number("noise_level", noise_level)
+    if noise_level < 0:
+        raise ValueError(f"`noise_level` must be >= 0, got {noise_level}")
+    _check_chunk_size(chunk_size)
+
+
+def smoothgrad_squared(apply_fn: Callable, params: Params, x: Array, *, key: Array,
+                       target: Any = None, n_samples: int = 50, noise_level: float = 0.15,
+                       chunk_size: int = 16) -> Array:
+    """SmoothGrad-squared (Hooker et al. 2019, "A benchmark for interpretability methods in deep
+    neural networks"): the mean of the *squared* gradient over noisy copies of the input,
+
+    .. math:: SG^2(x) = (1/n) \\sum_{s=1}^{n} (\\partial f_t(x + \\epsilon_s) / \\partial x)^2,
+
+    with exactly the noise of :func:`smoothgrad` (same ``sigma``; sample ``s`` drawn with
+    ``fold_in(key, s)``), so ``smoothgrad(key, ...)``, ``smoothgrad_squared(..., key=key)`` and
+    :func:`vargrad` with the same key see the same noisy copies and
+    ``smoothgrad_squared = vargrad + smoothgrad ** 2``. Squaring removes the gradient's sign: the
+    map says how strongly, not in which direction, a feature moves the logit.
+
+    Args:
+      apply_fn, params, x, target: as in :func:`saliency`.
+      key: a ``jax.random`` key (keyword).
+      n_samples, noise_level, chunk_size: as in :func:`smoothgrad`.
+
+    Returns:
+      Non-negative map, shape of ``x``.
+    """
+    _check_noise_arguments(key, n_samples, noise_level, chunk_size)
+    apply, x, target = _prepare(apply_fn, params, x, target)
+    return _noisy_gradient_moments(apply, params, x, target, key, n_samples, noise_level,
+                                   chunk_size)[0]
+
+
+def vargrad(apply_fn: Callable, params: Params, x: Array, *, key: Array, target: Any = None,
+            n_samples: int = 50, noise_level: float = 0.15, chunk_size: int = 16) -> Array:
+    """VarGrad (Adebayo et al. 2018, "Local explanation methods for deep neural networks lack
+    sensitivity to parameter values"): the variance of the gradient over noisy copies of the input,
+
+    .. math:: VG(x) = (1/n) \\sum_{s=1}^{n} (g_s - \\bar g)^2, \\quad
+              g_s = \\partial f_t(x + \\epsilon_s) / \\partial x, \\quad
+              \\bar g = (1/n) \\sum_s g_s = SG(x),
+
+    the population variance (divisor ``n``, as Captum's ``NoiseTunnel(nt_type="vargrad")``), with
+    the noise of :func:`smoothgrad` (see :func:`smoothgrad_squared`). The chunks' means and sums
+    of squared deviations are merged with Chan et al.'s pairwise update, so the result does not
+    suffer the cancellation of ``mean(g^2) - mean(g)^2`` when the spread is small next to the mean.
+
+    Args:
+      apply_fn, params, x, target: as in :func:`saliency`.
+      key: a ``jax.random`` key (keyword).
+      n_samples, noise_level, chunk_size: as in :func:`smoothgrad` (``n_samples = 1`` gives 0).
+
+    Returns:
+      Non-negative map, shape of ``x``.
+    """
+    _check_noise_arguments(key, n_samples, noise_level, chunk_size)
+    apply, x, target = _prepare(apply_fn, params, x, target)
+    return _noisy_gradient_moments(apply, params, x, target, key, n_samples, noise_level,
+                                   chunk_size)[1]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5, 7))
+def _noisy_gradient_moments(apply, params, x, target, key, n_samples, noise_level, chunk_size):
+    """``(mean of g_s^2, population variance of g_s)`` over :func:`smoothgrad`'s noisy copies."""
+    chunk_size = min(chunk_size, n_samples)
+    valid = jnp.asarray(_chunked(np.ones(n_samples), chunk_size), x.dtype)   # 0 marks padding
+    indices = jnp.arange(valid.size).reshape(valid.shape)
+    axes = tuple(range(1, x.ndim))
+    span = jnp.max(x, axis=axes, keepdims=True) - jnp.min(x, axis=axes, keepdims=True)
+    sigma = jnp.asarray(noise_level, x.dtype) * span
+
+    def noisy_gradient(i):
+        noise = jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype)
+        return _gradient(apply, params, x + sigma * noise, target)
+
+    def add_chunk(carry, chunk):
+        count, mean, m2, squares = carry
+        idx, keep = chunk
+        grads = jax.vmap(noisy_gradient)(idx)                        # [chunk, *x.shape]
+        w = keep.reshape(-1, *(1,) * x.ndim)
+        n_b = jnp.sum(keep)
+        mean_b = jnp.sum(w * grads, axis=0) / n_b
+        m2_b = jnp.sum(w * (grads - mean_b[None]) ** 2, axis=0)
+        total = count + n_b
+        delta = mean_b - mean                                        # Chan et al. (1979)
+        return (total, mean + delta * (n_b / total), m2 + m2_b + delta ** 2 * (count * n_b / total),
+                squares + jnp.sum(w * grads ** 2, axis=0)), None
+
+    zeros = jnp.zeros_like(x)
+    (_, _, m2, squares), _ = jax.lax.scan(add_chunk, (jnp.zeros((), x.dtype), zeros, zeros, zeros),
+                                          (indices, valid))
+    return squares / n_samples, m2 / n_samples
+
+
+# ------------------------------------------------------------------------ layer attributions
+
+def cut_model(layers: Sequence[Any] | Mapping[str, Any], layer: int | str
+              ) -> tuple[Callable, Callable]:
+    """Cuts the model ``jl.nn.serial(*layers)`` after ``layer``: ``(features, head)``.
+
+    ``features(params, x)`` is the output of ``layer`` (the activations ``A``, computed in test
+    mode) and ``head(params, a)`` maps activations to logits, so
+    ``head(params, features(params, x)) == jl.nn.serial(*layers).apply(params, x)``. Both take the
+    params of the whole model (the tuple with one entry per layer that ``serial(*layers).init``
+    returns) and use their own part of it. Cutting after the last layer gives an identity head.
+
+    A ``serial`` model does not expose its layers, so pass the layers you built it from: a
+    sequence (``layer`` is an index, negative counting from the end) or a mapping name -> layer
+    (``layer`` is a name or an index; the model is ``serial(*mapping.values())``).
+
+    Example::
+
+        >>> layers = {"conv": jl.nn.conv1d(4, 3, padding=1), "relu": jl.nn.relu,
+        ...           "flatten": jl.nn.flatten(), "logits": jl.nn.dense(3)}
+        >>> _, params = jl.nn.serial(*layers.values()).init(jax.random.key(0), (10, 1))
+        >>> features, head = cut_model(layers, "relu")
+        >>> features(params, jnp.ones((2, 10, 1))).shape
+        (2, 10, 4)
+    """
+    sequence, names = _as_layer_sequence("layers", layers)
+    return _cut(sequence, _layer_index(layer, sequence, names))
+
+
+def _as_layer_sequence(name: str, layers: Any) -> tuple[tuple, list[str] | None]:
+    """``(tuple of Layers, names or None)`` of a sequence or mapping of :class:`nn.Layer`."""
+    from jaxlearn.nn import Layer
+
+    if isinstance(layers, Layer):
+        raise TypeError(f"`{name}` is a single Layer (a jl.nn.serial model, say), whose layers "
+                        "cannot be reached; pass the layers you gave serial, as a sequence "
+                        "(layer_0, layer_1, ...) or a mapping name -> layer")
+    names, given = None, type(layers).__name__
+    if isinstance(layers, Mapping):
+        names = [str(k) for k in layers]
+        layers = list(layers.values())
+    if (isinstance(layers, str) or not isinstance(layers, Sequence) or not layers
+            or not all(isinstance(v, Layer) for v in layers)):
+        kinds = (sorted({type(v).__name__ for v in layers}) if isinstance(layers, (list, tuple))
+                 else [])
+        raise TypeError(f"`{name}` must be a non-empty sequence or mapping of jl.nn Layers, got "
+                        f"{given}" + (f" holding {kinds}" if kinds else ""))
+    return tuple(layers), names
+
+
+def _layer_index(layer: Any, layers: tuple, names: list[str] | None) -> int:
+    n = len(layers)
+    valid = (f"the layers are {names} (or indices 0..{n - 1}, -{n}..-1)" if names is not None
+             else f"the valid indices are 0..{n - 1} (or -{n}..-1)")
+    if isinstance(layer, str):
+        if names is None or layer not in names:
+            raise ValueError(f"`layer` is {layer!r}, which is not a layer of the model; {valid}")
+        return names.index(layer)
+    if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
+        if not -n <= layer < n:
+            raise ValueError(f"`layer` is {layer} but the model has {n} layers; {valid}")
+        return int(layer) % n
+    raise TypeError(f"`layer` must be a layer index (int) or name (str), got {layer!r}; {valid}")
+
+
+@functools.lru_cache(maxsize=256)
+def _cut(layers: tuple, index: int) -> tuple[Callable, Callable]:
+    """Cached, so that the compiled programs keyed on ``features`` and ``head`` are reused."""
+
+    def run(params, x, part):
+        for p, layer in zip(params[part], layers[part]):
+            x = layer.apply(p, x, key=None, train=False)
+        return x
+
+    def features(params, x):
+        return run(params, x, slice(0, index + 1))
+
+    def head(params, a):
+        return run(params, a, slice(index + 1, None))
+
+    return features, head
+
+
+@functools.lru_cache(maxsize=256)
+def _composed(features: Callable, head: Callable) -> Callable:
+    def apply(params, x):
+        return head(params, features(params, x))
+
+    return apply
+
+
+def _resolve_layer_model(model: Any, params: Params, layer: Any):
+    """``(features, head, apply)`` (all with the ``apply(params, x, *, key, train)`` convention)
+    of a sequence or mapping of layers cut at ``layer``, or of a ``(features, head)`` pair."""
+    from jaxlearn.nn import Layer
+
+    is_pair = (isinstance(model, (tuple, list)) and len(model) == 2
+               and not isinstance(model, Layer) and not any(isinstance(m, Layer) for m in model)
+               and all(callable(m) for m in model))
+    if is_pair:
+        if layer is not None:
+            raise ValueError(f"`layer` is {layer!r}, but `model` is a (features, head) pair, cut "
+                             "already; leave `layer` as None")
+        features, head = model
+    else:
+        sequence, names = _as_layer_sequence("model", model)
+        if layer is None:
+            listing = names if names is not None else f"indices 0..{len(sequence) - 1}"
+            raise ValueError(f"give `layer=`, the layer whose output to explain: {listing}")
+        index = _layer_index(layer, sequence, names)
+        if not isinstance(params, (tuple, list)) or len(params) != len(sequence):
+            got = (f"{len(params)} entries" if isinstance(params, (tuple, list))
+                   else type(params).__name__)
+            raise ValueError(f"`params` must be the params of jl.nn.serial(*model): a tuple with "
+                             f"one entry per layer ({len(sequence)}), got {got}")
+        features, head = _cut(sequence, index)
+    features, head = as_apply(features), as_apply(head)
+    return features, head, as_apply(_composed(features, head))
+
+
+def _layer_shape(features: Callable, params: Params, x: Array) -> tuple[int, ...]:
+    return tuple(jax.eval_shape(lambda p, xb: features(p, xb, key=None, train=False),
+                                params, x).shape)
+
+
+def grad_cam(model: Any, params: Params, x: Array, *, layer: int | str | None = None,
+             target: Any = None) -> Array:
+    """Grad-CAM (Selvaraju et al. 2017): the layer's feature maps weighted by the spatial mean of
+    the target logit's gradient, rectified and upsampled to the input.
+
+    With ``A`` the output of ``layer``, ``[batch, *spatial, K]`` (channels last, ``Z`` positions):
+
+    .. math::
+
+      \\alpha_k = \\frac{1}{Z} \\sum_{p} \\frac{\\partial f_t}{\\partial A_{p,k}}, \\qquad
+      L = \\mathrm{ReLU}\\Big(\\sum_k \\alpha_k A_{\\cdot,k}\\Big)
+      \\quad [\\text{batch}, *\\text{spatial}],
+
+    then :func:`upsample_map` takes ``L`` to the input's spatial size and repeats it over the
+    input's trailing axes. If the head is global average pooling followed by a dense layer
+    ``W``, ``alpha_k = W_{k,t} / Z`` and this is CAM (Zhou et al. 2016) up to ``1/Z``.
+
+    Layouts: ``A`` is ``[batch, length, K]`` (1-D) or ``[batch, height, width, K]`` (2-D); ``x``
+    is then ``[batch, length(, channels...)]`` or ``[batch, height, width(, channels...)]``: its
+    first 1 or 2 axes after the batch are the spatial ones, as in :func:`occlusion`. So an
+    MNIST-1D CNN that reshapes ``[n, 40]`` to ``[n, 40, 1]`` inside gets maps ``[n, 40]``.
+
+    Args:
+      model: the layers of a ``jl.nn.serial`` model (a sequence, or a mapping name -> layer; see
+        :func:`cut_model`), cut at ``layer``; or your own model as a pair ``(features, head)`` of
+        apply functions, ``features(params, x) -> A`` and ``head(params, A) -> logits``, both
+        given the whole ``params`` (then ``layer`` stays None).
+      params: the params of the model (for layers: of ``serial(*layers)``).
+      x: float inputs ``[batch, ...]``.
+      layer: index or name of the layer whose output is ``A`` (usually the last convolution's
+        activation).
+      target: int, labels ``[batch]`` or None (the predicted class), as in :func:`saliency`.
+
+    Returns:
+      Non-negative map, shape of ``x``. The compiled program is keyed on the layers (or on the
+      two functions): pass the same objects again to reuse it.
+    """
+    features, head, apply = _resolve_layer_model(model, params, layer)
+    apply, x, target = _prepare(apply, params, x, target)
+    shape = _layer_shape(features, params, x)
+    if len(shape) not in (3, 4):
+        raise ValueError(f"Grad-CAM needs feature maps [batch, length, channels] or [batch, "
+                         f"height, width, channels] at `layer`; layer {layer!r} gives shape "
+                         f"{shape}")
+    n_spatial = len(shape) - 2
+    if x.ndim < n_spatial + 1:
+        raise ValueError(f"the feature maps have {n_spatial} spatial axes, so `x` needs them too "
+                         f"([batch, {'height, width' if n_spatial == 2 else 'length'}, ...]) to "
+                         f"upsample onto, got shape {tuple(x.shape)}; reshape `x` outside the "
+                         "model")
+    return _grad_cam(features, head, params, x, target)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _grad_cam(features, head, params, x, target):
+    acts = features(params, x, key=None, train=False)
+    grads = jax.grad(lambda a: jnp.sum(_target_logit(head, params, a, target)))(acts)
+    weights = jnp.mean(grads, axis=tuple(range(1, acts.ndim - 1)), keepdims=True)
+    return _upsample(jax.nn.relu(jnp.sum(weights * acts, axis=-1)), tuple(x.shape))
+
+
+def layer_integrated_gradients(model: Any, params: Params, x: Array, *,
+                               layer: int | str | None = None, target: Any = None,
+                               baseline: Array | None = None, n_steps: int = 64,
+                               rule: str = "midpoint", chunk_size: int = 16) -> Array:
+    """Integrated gradients at a layer: the path integral of the head's gradient along the straight
+    line from the baseline's activations to the input's (Captum's ``LayerIntegratedGradients``),
+
+    .. math::
+
+      LIG_j(x) = (h_j - h'_j) \\int_0^1 \\partial_j (f_t \\circ \\mathrm{head})(h' + a (h - h')) da,
+      \\qquad h = \\mathrm{features}(x), \\; h' = \\mathrm{features}(x'),
+
+    computed by :func:`integrated_gradients` on the head (same rules, chunks and error). The
+    attributions live on the layer's units and are complete there: they sum to
+    ``f_t(x) - f_t(x')``, up to the quadrature error (``O(1/n_steps^2)`` for a smooth head,
+    ``O(1/n_steps)`` with ReLU kinks on the path). To view a convolutional layer's attributions
+    at the input's size, sum the channels and upsample:
+    ``upsample_map(jnp.sum(lig, axis=-1), x.shape)``.
+
+    Args:
+      model, params, layer: as in :func:`grad_cam` (any layer; no spatial layout needed).
+      x: float inputs ``[batch, ...]``.
+      target: int, labels ``[batch]`` or None (the predicted class).
+      baseline: ``x'`` in input space: None for zeros, one example or ``[batch, ...]``.
+      n_steps, rule, chunk_size: as in :func:`integrated_gradients`.
+
+    Returns:
+      Attributions of the layer's units, shape ``[batch, *layer_output_shape]``.
+    """
+    features, head, apply = _resolve_layer_model(model, params, layer)
+    apply, x, target = _prepare(apply, params, x, target)
+    baseline = _check_baseline(baseline, x)
+    _checks.check_positive("n_steps", n_steps, integer=True)
+    _checks.check_choice("rule", rule, IG_RULES)
+    _check_chunk_size(chunk_size)
+    return _layer_integrated_gradients(features, head, params, x, baseline, target, n_steps,
+                                       rule, chunk_size)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 6, 7, 8))
+def _layer_integrated_gradients(features, head, params, x, baseline, target, n_steps, rule,
+                                chunk_size):
+    h = features(params, x, key=None, train=False)
+    h_baseline = features(params, baseline, key=None, train=False)
+    return _integrated_gradients(head, params, h, h_baseline, target, n_steps, rule, chunk_size)
+
+
+# ------------------------------------------------------------------------------- upsampling
+
+def _interpolation_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """``[n_out, n_in]`` weights of linear interpolation with half-pixel centres: output ``i``
+    reads the input at ``s = (i + 1/2) n_in / n_out - 1/2``, clamped to ``[0, n_in - 1]``."""
+    s = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    low = np.floor(s).astype(int)
+    high = np.minimum(low + 1, n_in - 1)
+    frac = s - low
+    matrix = np.zeros((n_out, n_in))
+    np.add.at(matrix, (np.arange(n_out), low), 1 - frac)
+    np.add.at(matrix, (np.arange(n_out), high), frac)
+    return matrix
+
+
+def upsample_map(maps: Array, shape: Sequence[int]) -> Array:
+    """Resizes maps ``[batch, *spatial_in]`` (1 or 2 spatial axes) to ``shape = (batch,
+    *spatial_out, *trailing)`` by linear interpolation along each spatial axis, then repeats them
+    over the trailing axes (the input's channels).
+
+    Interpolation uses half-pixel centres, as ``jax.image.resize(..., "linear")`` and PyTorch's
+    ``interpolate(..., align_corners=False)`` when enlarging: output position ``i`` of ``n_out``
+    reads input coordinate ``s = (i + 1/2) n_in / n_out - 1/2`` (clamped to ``[0, n_in - 1]``),
+    between its two neighbours. Shrinking uses the same rule (no antialiasing).
+
+    >>> upsample_map(jnp.array([[0.0, 1.0]]), (1, 4))
+    Array([[0.  , 0.25, 0.75, 1.  ]], dtype=float32)
+    """
+    maps = _checks.as_array("maps", maps)
+    _checks.check_float("maps", maps)
+    _checks.check_ndim("maps", maps, (2, 3))
+    shape = tuple(shape)
+    if (not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape)
+            or len(shape) < maps.ndim or shape[0] != maps.shape[0]):
+        raise ValueError(f"`shape` must be positive ints (batch = {maps.shape[0]}, then "
+                         f"{maps.ndim - 1} spatial sizes, then any trailing axes), got {shape}")
+    return _upsample(jnp.asarray(maps), tuple(int(s) for s in shape))
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _upsample(maps, shape):
+    n_spatial = maps.ndim - 1
+    for axis in range(n_spatial):
+        matrix = _interpolation_matrix(maps.shape[1 + axis], shape[1 + axis])
+        maps = jnp.moveaxis(jnp.tensordot(maps, jnp.asarray(matrix, maps.dtype),
+                                          axes=([1 + axis], [1])), -1, 1 + axis)
+    trailing = (1,) * (len(shape) - 1 - n_spatial)
+    return jnp.broadcast_to(maps.reshape(*maps.shape, *trailing), shape)

@@ -90,8 +90,14 @@ def _cell(v: Any) -> str:
 
 
 def short_claim(claim: str, limit: int = 90) -> str:
-    """The claim in a few words: its first sentence, cut at a word boundary."""
-    first = re.split(r"(?<=[.;:])\s", claim.strip(), maxsplit=1)[0]
+    """The claim in a few words: its first sentence, cut at a word boundary. A period after an
+    abbreviation ("et al.", "e.g.", "i.e.", "vs.") or inside a number ends no sentence.
+
+    >>> short_claim("Training as in Esteva et al. 2017 beats direct training. More text.")
+    'Training as in Esteva et al. 2017 beats direct training.'
+    """
+    first = re.split(r"(?<!\bal\.)(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\bvs\.)(?<=[.;:])\s",
+                     claim.strip(), maxsplit=1)[0]
     if len(first) <= limit:
         return first
     return first[:limit].rsplit(" ", 1)[0] + " ..."

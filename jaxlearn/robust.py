@@ -1,4 +1,5 @@
-"""Adversarial examples: FGSM and PGD attacks, robustness curves, FGSM adversarial training.
+"""Adversarial examples: FGSM, PGD with restarts and APGD attacks, robust accuracy as the worst case
+over attacks, robustness curves, and adversarial training (FGSM, PGD, TRADES).
 
 Every attack works on any classifier ``apply(params, x, ...)`` that returns logits
 ``[batch, n_classes]`` (wrapped by :func:`jaxlearn.train.as_apply`) and maximises the softmax
@@ -15,11 +16,28 @@ that of a chosen target label (``targeted=True``; then ``y`` holds the targets).
   projects onto the ball (L-inf: clip each coordinate to ``[x - eps, x + eps]``; L2: rescale
   ``delta`` to norm ``eps`` when longer) and then clips to the data range ``clip = (lo, hi)``.
   For L-inf the two clips together are the exact projection onto the intersection; for L2 the clip
-  to the data range only shortens ``delta``, so the result stays in both sets.
+  to the data range only shortens ``delta``, so the result stays in both sets. With
+  ``restarts=R`` the attack runs from ``R`` random starts at once (``vmap``) and keeps, per
+  example, the worst case (see :func:`pgd`).
+* **APGD-CE** (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble
+  of diverse parameter-free attacks", Algorithm 1): PGD with momentum (weight 0.75 on the new
+  step, 0.25 on the last move) and a step size that starts at ``2 eps`` and is halved at fixed
+  checkpoints when the loss stopped rising; no step size to tune. The strong attack of
+  :func:`robust_accuracy` (see :func:`apgd`).
+
+A reviewer accepts a robustness number only under a strong attack: :func:`robust_accuracy`
+counts an example as robust only if it is classified correctly clean and under every attack run
+(the per-example minimum over attacks), so it is never above any single attack's accuracy.
 
 Epsilons: ``eps`` is a number or a 1-D vector of numbers. A vector gives one adversarial batch per
 epsilon, stacked on a new leading axis ``[n_eps, batch, ...]``, computed inside one ``jit`` (the
-FGSM gradient is taken once; PGD is ``vmap``-ed over epsilons), never by a Python loop.
+FGSM gradient is taken once; PGD and APGD are ``vmap``-ed over epsilons), never by a Python loop.
+
+Adversarial training: :func:`adversarial_apply` (FGSM, Goodfellow et al.), :func:`pgd_apply`
+(PGD, Madry et al.) and :func:`trades_objective` (TRADES, Zhang et al. 2019) wrap a model so that
+:func:`jaxlearn.train.fit` trains it on adversarial inputs; :func:`adversarial_loss`,
+:func:`pgd_loss` and :func:`trades_loss` are the same objectives with the true labels, as scalars
+for a hand-written step.
 
 Example::
 
@@ -35,13 +53,17 @@ Example::
     ...                          key=jax.random.key(0), clip=(0.0, 1.0))
     >>> float(curve["accuracy"][0]), bool(curve["accuracy"][-1] < 0.1)   # [7], falls with eps
     (1.0, True)
+    >>> result = robust_accuracy(model.apply, params, x, y, eps=0.05, key=jax.random.key(0),
+    ...                          clip=(0.0, 1.0))     # FGSM, PGD and APGD; worst case per example
+    >>> bool(result["worst_case"] <= min(result["accuracy"].values()))
+    True
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,20 +78,22 @@ PRNGKeyArray = jax.Array
 
 
 NORMS = ("linf", "l2")
-ATTACKS = ("fgsm", "pgd")
+ATTACKS = ("fgsm", "pgd")                    # robustness_curve's attacks
+STRONG_ATTACKS = ("fgsm", "pgd", "apgd")     # robust_accuracy's attacks
+DEFAULT_ATTACKS = ("fgsm", ("pgd", {"restarts": 5}), "apgd")
+# Croce & Hein 2020, Algorithm 1 and Section 3.2: momentum alpha, the fraction rho of steps that
+# must raise the loss between checkpoints, the first checkpoint and the shrinking spacing (in
+# hundredths of n_steps), the first step size 2 eps. Not tuned here, as the paper asks.
+APGD_MOMENTUM = 0.75
+APGD_RHO = 0.75
+_APGD_P1, _APGD_SHRINK, _APGD_MIN_GAP = 22, 3, 6
 
 
 # ------------------------------------------------------------------------------------ checks
 
 def _check_classifier_batch(apply, params, x: Any, y: Any) -> tuple[Any, Any, int]:
     """``x`` float ``[batch, ...]``, ``y`` int ``[batch]`` with labels below the logits' width."""
-    x = _checks.as_array("x", x)
-    _checks.check_float("x", x)
-    if x.ndim < 2:
-        raise ValueError(f"`x` must be a batch [batch, ...] with at least 2 dimensions, got shape "
-                         f"{tuple(x.shape)}")
-    _checks.check_nonempty("x", x)
-    _checks.check_finite("x", x)
+    x = _checks.check_batch("x", x)
     y = _checks.as_array("y", y)
     _checks.check_ndim("y", y, 1)
     _checks.check_same_length("x", x, "y", y)
@@ -147,6 +171,22 @@ def _check_pgd_args(key, norm, n_steps, step_size, random_start, targeted) -> No
     _check_bool("targeted", targeted)
 
 
+def _check_restarts(restarts, random_start) -> None:
+    _checks.check_positive("restarts", restarts, integer=True)
+    if restarts > 1 and not random_start:
+        raise ValueError(f"`restarts` is {restarts} but `random_start` is False: every restart "
+                         "would start from x and find the same point; use random_start=True "
+                         "or restarts=1")
+
+
+def _check_budget(name: str, eps: Any) -> float:
+    """A scalar budget ``eps >= 0`` (the training wrappers and losses take one radius)."""
+    _checks.check_number(name, eps)
+    if eps < 0:
+        raise ValueError(f"`{name}` must be >= 0, got {eps}")
+    return float(eps)
+
+
 # ------------------------------------------------------------------------------- the kernels
 
 def _broadcast_eps(eps: Array, x: Array) -> Array:
@@ -208,38 +248,211 @@ def _random_start(key, x: Array, norm: str) -> Array:
     return direction * radius ** (1.0 / dim)
 
 
-def _pgd_one(apply, params, x, y, key, eps, step_size, *, n_steps, norm, random_start, targeted,
-             clip):
-    """PGD at one (traced, scalar) ``eps``; returns ``[batch, ...]``."""
-    start = eps * _random_start(key, x, norm) if random_start else jnp.zeros_like(x)
-    x_adv = _project(x, x + start, eps, norm, clip)
-    ascent = -1.0 if targeted else 1.0
+def _direction(g: Array, norm: str) -> Array:
+    """The steepest-ascent direction for the ball's norm: ``sign(g)`` (L-inf) or ``g / ||g||_2``
+    per example (L2)."""
+    if norm == "linf":
+        return jnp.sign(g)
+    return g / jnp.maximum(_per_example_norm(g), 1e-12)
+
+
+def _ascend(grad_fn, x0, x_start, eps, step_size, *, n_steps, norm, clip, ascent=1.0):
+    """``n_steps`` of ``x <- P(x + ascent * step_size * d(grad_fn(x)))`` from ``x_start``."""
 
     def body(_, xa):
-        g = _input_grad(apply, params, xa, y, None, False)
-        if norm == "linf":
-            direction = jnp.sign(g)
-        else:
-            direction = g / jnp.maximum(_per_example_norm(g), 1e-12)
-        return _project(x, xa + ascent * step_size * direction, eps, norm, clip)
+        return _project(x0, xa + ascent * step_size * _direction(grad_fn(xa), norm), eps, norm,
+                        clip)
 
-    return jax.lax.fori_loop(0, n_steps, body, x_adv)
+    return jax.lax.fori_loop(0, n_steps, body, x_start)
+
+
+def _pgd_one(apply, params, x, y, key, eps, step_size, *, n_steps, norm, random_start, targeted,
+             clip, model_key=None, train=False):
+    """PGD at one (traced, scalar) ``eps``; returns ``[batch, ...]``. ``model_key`` and ``train``
+    go to the model (the training wrappers attack it in train mode)."""
+    start = eps * _random_start(key, x, norm) if random_start else jnp.zeros_like(x)
+    x_adv = _project(x, x + start, eps, norm, clip)
+    return _ascend(lambda xa: _input_grad(apply, params, xa, y, model_key, train), x, x_adv, eps,
+                   step_size, n_steps=n_steps, norm=norm, clip=clip,
+                   ascent=-1.0 if targeted else 1.0)
+
+
+def _restart_keys(key, restarts: int):
+    """The keys of restarts ``1 .. restarts - 1``: ``fold_in(key, r)`` (restart 0 uses ``key``)."""
+    return jax.vmap(lambda r: jax.random.fold_in(key, r))(
+        jnp.arange(1, restarts, dtype=jnp.uint32))
+
+
+def _success_and_objective(apply, params, x_adv, y, targeted):
+    """Per example ``[batch]``: whether the attack succeeded (untargeted: the prediction is not
+    ``y``; targeted: it is ``y``) and the objective it maximises (``L(x_adv, y)``, or ``-L``)."""
+    logits = apply(params, x_adv, train=False)
+    ce = losses.softmax_cross_entropy_with_integer_labels(logits, y)
+    predicted = jnp.argmax(logits, axis=-1)
+    if targeted:
+        return predicted == y, -ce
+    return predicted != y, ce
+
+
+def _better(success, objective, best_success, best_objective):
+    """``(success, objective)`` beats the best so far: a successful point beats an unsuccessful
+    one, then the higher objective wins; a tie keeps the best so far."""
+    return (success & ~best_success) | ((success == best_success) & (objective > best_objective))
+
+
+def _worst_case(apply, params, candidates, y, targeted):
+    """Per example, the candidate of ``[R, batch, ...]`` that :func:`_better` ranks first (the
+    first of equals, so candidate 0 is kept unless another is strictly better)."""
+    success, objective = jax.vmap(
+        lambda c: _success_and_objective(apply, params, c, y, targeted))(candidates)
+    ranked = jnp.where(jnp.any(success, axis=0)[None] & ~success, -jnp.inf, objective)
+    best = jnp.argmax(ranked, axis=0)                                  # [batch]
+    return candidates[best, jnp.arange(candidates.shape[1])]
+
+
+def _with_restarts(run, key, restarts, apply, params, y, targeted):
+    """``run(key)`` from ``restarts`` keys at once (``vmap``), the worst case per example."""
+    first = run(key)
+    if restarts == 1:
+        return first
+    others = jax.vmap(run)(_restart_keys(key, restarts))
+    return _worst_case(apply, params, jnp.concatenate([first[None], others]), y, targeted)
 
 
 @functools.partial(jax.jit, static_argnames=("apply", "n_steps", "norm", "random_start",
-                                             "targeted", "clip"))
+                                             "targeted", "clip", "restarts"))
 def _pgd(apply, params, x, y, key, eps, step_size, *, n_steps, norm, random_start, targeted,
-         clip):
+         clip, restarts=1):
     # The same key for every epsilon: the random starts differ only by their scale.
-    one = functools.partial(_pgd_one, apply, params, x, y, key, n_steps=n_steps, norm=norm,
+    one = functools.partial(_pgd_one, apply, params, x, y, n_steps=n_steps, norm=norm,
                             random_start=random_start, targeted=targeted, clip=clip)
-    return jax.vmap(one)(eps, step_size)
+
+    def at_eps(e, s):
+        return _with_restarts(lambda k: one(k, e, s), key, restarts, apply, params, y, targeted)
+
+    return jax.vmap(at_eps)(eps, step_size)
 
 
 def _step_sizes(eps: np.ndarray, step_size: float | None, n_steps: int) -> np.ndarray:
     if step_size is None:
         return (2.5 * eps / n_steps).astype(np.float32)
     return np.full_like(eps, step_size)
+
+
+def apgd_checkpoints(n_steps: int) -> tuple[int, ...]:
+    """APGD's checkpoints ``w_0 = 0 < w_1 < ... <= n_steps - 1`` (Croce & Hein 2020, Sec. 3.2).
+
+    ``w_j = ceil(p_j * n_steps)`` with ``p_0 = 0``, ``p_1 = 0.22`` and
+    ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``: the checks come closer together as the
+    attack goes on. Computed in exact integer hundredths; checkpoints beyond the last iteration
+    ``n_steps - 1`` are dropped and ones that round to the same iteration kept once.
+
+    >>> apgd_checkpoints(100)
+    (0, 22, 41, 57, 70, 80, 87, 93, 99)
+    >>> apgd_checkpoints(10)
+    (0, 3, 5, 6, 7, 8, 9)
+    """
+    _checks.check_positive("n_steps", n_steps, integer=True)
+    p = [0, _APGD_P1]
+    while p[-1] < 100:
+        p.append(p[-1] + max(p[-1] - p[-2] - _APGD_SHRINK, _APGD_MIN_GAP))
+    w = sorted({-(-pj * n_steps // 100) for pj in p})
+    return tuple(v for v in w if v <= n_steps - 1)
+
+
+def _apgd_schedule(n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(is_check [n_steps] bool, window [n_steps] float32)``: iteration ``k`` is a checkpoint
+    ``w_j`` and ``window[k] = w_j - w_{j-1}`` there."""
+    w = apgd_checkpoints(n_steps)
+    is_check = np.zeros(n_steps, bool)
+    window = np.zeros(n_steps, np.float32)
+    for previous, current in zip(w[:-1], w[1:], strict=True):
+        is_check[current] = True
+        window[current] = current - previous
+    return is_check, window
+
+
+def _apgd_one(apply, params, x, y, key, eps, *, n_steps, norm, random_start, targeted, clip):
+    """APGD-CE at one (traced, scalar) ``eps``: Algorithm 1 of Croce & Hein 2020, per example.
+    Returns ``[batch, ...]``: see :func:`apgd`."""
+    sign = -1.0 if targeted else 1.0
+    is_check, window = (jnp.asarray(a) for a in _apgd_schedule(n_steps))
+
+    def evaluate(xa):
+        """Per example: the objective ``f`` (to maximise), its gradient and the attack's success."""
+        def total(xx):
+            logits = apply(params, xx, train=False)
+            f = sign * losses.softmax_cross_entropy_with_integer_labels(logits, y)
+            return jnp.sum(f), (f, logits)
+
+        (_, (f, logits)), g = jax.value_and_grad(total, has_aux=True)(xa)
+        predicted = jnp.argmax(logits, axis=-1)
+        return f, g, (predicted == y) if targeted else (predicted != y)
+
+    def per_example(v):                      # [batch] -> [batch, 1, ..., 1]
+        return v.reshape(v.shape + (1,) * (x.ndim - 1))
+
+    def pick(mask, a, b):                    # per-example choice between two [batch, ...]
+        return jnp.where(per_example(mask) if a.ndim > 1 else mask, a, b)
+
+    def step(xa, g, eta):
+        return _project(x, xa + per_example(eta) * _direction(g, norm), eps, norm, clip)
+
+    start = eps * _random_start(key, x, norm) if random_start else jnp.zeros_like(x)
+    x0 = _project(x, x + start, eps, norm, clip)
+    f0, g0, s0 = evaluate(x0)
+    eta = jnp.full(x.shape[:1], 2.0, x.dtype) * eps
+    x1 = step(x0, g0, eta)
+    f1, g1, s1 = evaluate(x1)
+    up = f1 > f0                             # ties keep x_0 as x_max, as in the paper
+    x_max, f_max, g_max = pick(up, x1, x0), pick(up, f1, f0), pick(up, g1, g0)
+    first_better = _better(s1, f1, s0, f0)
+    best = (pick(first_better, x1, x0), s0 | s1, pick(first_better, f1, f0))
+    count = up.astype(jnp.int32)             # rises of f since the last checkpoint (here w_0)
+    # (f_max, whether eta was halved) at the last checkpoint, for condition 2; none at w_0.
+    check = (f_max, jnp.zeros_like(up))
+
+    def body(k, carry):
+        x_prev, x_k, f_k, g_k, eta, (x_max, f_max, g_max), best, count, check = carry
+        z = step(x_k, g_k, eta)
+        x_new = _project(x, x_k + APGD_MOMENTUM * (z - x_k) + (1.0 - APGD_MOMENTUM)
+                         * (x_k - x_prev), eps, norm, clip)
+        f_new, g_new, s_new = evaluate(x_new)
+        take = _better(s_new, f_new, best[1], best[2])
+        best = (pick(take, x_new, best[0]), best[1] | s_new, pick(take, f_new, best[2]))
+        up = f_new > f_max
+        x_max, f_max, g_max = pick(up, x_new, x_max), pick(up, f_new, f_max), pick(up, g_new, g_max)
+        # Checkpoint w_j = k: condition 1 (f rose in fewer than rho of the window's steps) or
+        # condition 2 (eta was not halved at w_{j-1} and f_max has not risen since): halve eta
+        # and go on from x_max.
+        f_max_then, halved_then = check
+        at_check = is_check[k]
+        stalled = count < APGD_RHO * window[k]
+        flat = ~halved_then & (f_max <= f_max_then)
+        halve = at_check & (stalled | flat)
+        eta = jnp.where(halve, 0.5 * eta, eta)
+        x_new, f_new, g_new = pick(halve, x_max, x_new), pick(halve, f_max, f_new), pick(
+            halve, g_max, g_new)
+        rose = (f_new > f_k).astype(jnp.int32)   # the step k -> k+1 opens the next window
+        count = jnp.where(at_check, rose, count + rose)
+        check = (jnp.where(at_check, f_max, f_max_then), jnp.where(at_check, halve, halved_then))
+        return x_k, x_new, f_new, g_new, eta, (x_max, f_max, g_max), best, count, check
+
+    carry = (x0, x1, f1, g1, eta, (x_max, f_max, g_max), best, count, check)
+    return jax.lax.fori_loop(1, n_steps, body, carry)[6][0]
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "n_steps", "norm", "random_start",
+                                             "targeted", "clip", "restarts"))
+def _apgd(apply, params, x, y, key, eps, *, n_steps, norm, random_start, targeted, clip,
+          restarts):
+    one = functools.partial(_apgd_one, apply, params, x, y, n_steps=n_steps, norm=norm,
+                            random_start=random_start, targeted=targeted, clip=clip)
+
+    def at_eps(e):
+        return _with_restarts(lambda k: one(k, e), key, restarts, apply, params, y, targeted)
+
+    return jax.vmap(at_eps)(eps)
 
 
 # ---------------------------------------------------------------------------------- attacks
@@ -277,7 +490,7 @@ def fgsm(apply_fn: Callable, params: Params, x: Array, y: Array, *, eps: float |
 def pgd(apply_fn: Callable, params: Params, x: Array, y: Array, key: PRNGKeyArray, *,
         eps: float | Array, n_steps: int = 10, step_size: float | None = None,
         norm: str = "linf", random_start: bool = True, targeted: bool = False,
-        clip: tuple[float, float] | None = None) -> Array:
+        clip: tuple[float, float] | None = None, restarts: int = 1) -> Array:
     """Projected gradient descent (Madry et al. 2018) in the L-inf or L2 ball of radius ``eps``.
 
     ``x_0 = P(x + eps * u)`` with ``u`` uniform in the unit ball (``random_start``) or ``x_0 = x``;
@@ -288,12 +501,20 @@ def pgd(apply_fn: Callable, params: Params, x: Array, y: Array, key: PRNGKeyArra
     with the same random start direction scaled by each epsilon. ``n_steps=1``, ``step_size=eps``
     and ``random_start=False`` give exactly :func:`fgsm` for L-inf (tested).
 
+    Restarts: with ``restarts=R > 1`` the attack runs from ``R`` random starts, ``vmap``-ed in the
+    same compiled program. Restart 0 uses ``key`` itself (it is the ``restarts=1`` attack, bit for
+    bit) and restart ``r`` uses ``jax.random.fold_in(key, r)``. Per example the result is the
+    restart ranked first by: the attack succeeded (untargeted: the prediction is not ``y``;
+    targeted: it is ``y``), then the highest loss ``L(x_adv, y)`` (targeted: the lowest), then the
+    lowest restart index. So per example it is never worse than ``restarts=1`` with the same key,
+    by that ranking (tested).
+
     Args:
       apply_fn: classifier ``apply(params, x, ...)`` returning logits ``[batch, n_classes]``.
       params: its params pytree.
       x: clean inputs ``[batch, ...]`` (float), inside ``clip`` when given.
       y: integer labels ``[batch]``: true labels, or target labels if ``targeted``.
-      key: ``jax.random`` key for the random start.
+      key: ``jax.random`` key for the random starts.
       eps: radius, a number ``>= 0`` or a 1-D array of them ``[n_eps]``.
       n_steps: number of gradient steps, ``>= 1``.
       step_size: size of each step; default ``2.5 * eps / n_steps`` (per epsilon, Madry et al.).
@@ -301,6 +522,7 @@ def pgd(apply_fn: Callable, params: Params, x: Array, y: Array, key: PRNGKeyArra
       random_start: start from a uniform random point of the ball.
       targeted: attack towards ``y`` instead of away from it.
       clip: data range ``(lo, hi)``, or None.
+      restarts: number of random starts, ``>= 1`` (``> 1`` needs ``random_start``).
 
     Returns:
       ``x_adv`` shaped like ``x`` for a scalar ``eps``, or ``[n_eps, batch, ...]`` for a vector.
@@ -309,11 +531,223 @@ def pgd(apply_fn: Callable, params: Params, x: Array, y: Array, key: PRNGKeyArra
     x, y, _ = _check_classifier_batch(apply, params, x, y)
     eps_values, scalar = _check_eps(eps)
     _check_pgd_args(key, norm, n_steps, step_size, random_start, targeted)
+    _check_restarts(restarts, random_start)
     clip = _check_clip(clip, x)
     out = _pgd(apply, params, jnp.asarray(x), jnp.asarray(y), key, jnp.asarray(eps_values),
                jnp.asarray(_step_sizes(eps_values, step_size, n_steps)), n_steps=n_steps,
-               norm=norm, random_start=random_start, targeted=targeted, clip=clip)
+               norm=norm, random_start=random_start, targeted=targeted, clip=clip,
+               restarts=restarts)
     return out[0] if scalar else out
+
+
+def apgd(apply_fn: Callable, params: Params, x: Array, y: Array, key: PRNGKeyArray, *,
+         eps: float | Array, n_steps: int = 100, norm: str = "linf", random_start: bool = True,
+         targeted: bool = False, clip: tuple[float, float] | None = None,
+         restarts: int = 1) -> Array:
+    """Auto-PGD on the cross-entropy, APGD-CE (Croce & Hein 2020, Algorithm 1): PGD with
+    momentum and a step size that adapts itself; nothing to tune but ``n_steps``.
+
+    Per example, with ``f = L(x_adv, y)`` (targeted: ``-L``), ``P`` the projection of :func:`pgd`
+    and ``d`` its direction (``sign`` for L-inf, ``grad / ||grad||_2`` for L2)::
+
+        eta_0 = 2 eps;  x_1 = P(x_0 + eta_0 d(grad f(x_0)))
+        z_{k+1} = P(x_k + eta_k d(grad f(x_k)))
+        x_{k+1} = P(x_k + 0.75 (z_{k+1} - x_k) + 0.25 (x_k - x_{k-1}))       k = 1 .. n_steps - 1
+
+    ``x_max`` is the iterate with the highest ``f`` so far. At each checkpoint ``w_j`` of
+    :func:`apgd_checkpoints` the step size is halved, and the next step starts from ``x_max``,
+    when ``f`` rose in fewer than ``0.75 (w_j - w_{j-1})`` of the steps since ``w_{j-1}``
+    (condition 1) or when ``eta`` was not halved at ``w_{j-1}`` and ``f_max`` has not risen since
+    (condition 2). ``x_0`` is a uniform random point of the ball (``random_start``, as
+    :func:`pgd`) or ``x``. The attack evaluates ``n_steps + 1`` gradients (one per iterate
+    ``x_0 .. x_{n_steps}``); PGD with ``n_steps`` evaluates ``n_steps``.
+
+    The result is, per example, the iterate ranked first by: the attack succeeded (untargeted:
+    the prediction is not ``y``; targeted: it is ``y``), then the highest ``f`` (the paper returns
+    ``x_max``; AutoAttack also keeps a misclassified iterate). ``restarts`` works as in
+    :func:`pgd`. Epsilons are ``vmap``-ed; everything runs in one compiled program.
+
+    Args:
+      apply_fn: classifier ``apply(params, x, ...)`` returning logits ``[batch, n_classes]``.
+      params: its params pytree.
+      x: clean inputs ``[batch, ...]`` (float), inside ``clip`` when given.
+      y: integer labels ``[batch]``: true labels, or target labels if ``targeted``.
+      key: ``jax.random`` key for the random starts.
+      eps: radius, a number ``>= 0`` or a 1-D array of them ``[n_eps]``.
+      n_steps: iterations ``N_iter``, ``>= 1`` (the paper uses 100).
+      norm: ``"linf"`` or ``"l2"``.
+      random_start: start from a uniform random point of the ball.
+      targeted: attack towards ``y`` (minimise its cross-entropy) instead of away from it.
+      clip: data range ``(lo, hi)``, or None.
+      restarts: number of random starts, ``>= 1`` (``> 1`` needs ``random_start``).
+
+    Returns:
+      ``x_adv`` shaped like ``x`` for a scalar ``eps``, or ``[n_eps, batch, ...]`` for a vector.
+    """
+    apply = as_apply(apply_fn)
+    x, y, _ = _check_classifier_batch(apply, params, x, y)
+    eps_values, scalar = _check_eps(eps)
+    _check_pgd_args(key, norm, n_steps, None, random_start, targeted)
+    _check_restarts(restarts, random_start)
+    clip = _check_clip(clip, x)
+    out = _apgd(apply, params, jnp.asarray(x), jnp.asarray(y), key, jnp.asarray(eps_values),
+                n_steps=n_steps, norm=norm, random_start=random_start, targeted=targeted,
+                clip=clip, restarts=restarts)
+    return out[0] if scalar else out
+
+
+# --------------------------------------------------------------------------- robust accuracy
+
+_ATTACK_OPTIONS = {"fgsm": {},
+                   "pgd": {"n_steps": 10, "step_size": None, "random_start": True, "restarts": 1},
+                   "apgd": {"n_steps": 100, "random_start": True, "restarts": 1}}
+
+
+def _parse_attacks(attacks: Any, norm: str) -> tuple[list[str], list[tuple[str, dict]]]:
+    """``(labels, [(name, options with defaults)])`` from names and ``(name, {options})`` pairs."""
+    if isinstance(attacks, str) or not isinstance(attacks, (tuple, list)) or not attacks:
+        raise TypeError("`attacks` must be a non-empty tuple or list of attack names "
+                        f"{list(STRONG_ATTACKS)} or (name, {{options}}) pairs, got {attacks!r}")
+    labels, parsed = [], []
+    for item in attacks:
+        if isinstance(item, str):
+            name, options = item, {}
+        elif (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)
+              and isinstance(item[1], dict)):
+            name, options = item
+        else:
+            raise TypeError(f"each entry of `attacks` must be a name {list(STRONG_ATTACKS)} or a "
+                            f"(name, {{options}}) pair, got {item!r}")
+        _checks.check_choice("attacks", name, STRONG_ATTACKS)
+        unknown = sorted(set(options) - set(_ATTACK_OPTIONS[name]))
+        if unknown:
+            raise ValueError(f"attack {name!r} takes the options "
+                             f"{sorted(_ATTACK_OPTIONS[name])}, got {unknown}")
+        if name == "fgsm" and norm != "linf":
+            raise ValueError(f"'fgsm' is an L-inf attack but `norm` is {norm!r}; drop it from "
+                             "`attacks` or use norm='linf'")
+        full = {**_ATTACK_OPTIONS[name], **options}
+        if name != "fgsm":
+            _checks.check_positive(f"{name} n_steps", full["n_steps"], integer=True)
+            if full.get("step_size") is not None:
+                _checks.check_positive(f"{name} step_size", full["step_size"])
+            _check_bool(f"{name} random_start", full["random_start"])
+            _check_restarts(full["restarts"], full["random_start"])
+        label = name if not options else (
+            f"{name}(" + ", ".join(f"{k}={v}" for k, v in sorted(options.items())) + ")")
+        if label in labels:
+            raise ValueError(f"`attacks` names {label!r} twice")
+        labels.append(label)
+        parsed.append((name, full))
+    return labels, parsed
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "attacks", "batch_size", "norm", "clip"))
+def _robust_accuracy(apply, params, x, y, key, eps, step_sizes, *, attacks, batch_size, norm,
+                     clip):
+    n = x.shape[0]
+    n_batches = -(-n // batch_size)
+    pad = n_batches * batch_size - n
+    xb = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
+    xb = xb.reshape(n_batches, batch_size, *x.shape[1:])
+    yb = jnp.pad(y, (0, pad)).reshape(n_batches, batch_size)
+
+    def one_batch(inputs):
+        xi, yi, i = inputs
+        clean = jnp.argmax(apply(params, xi, train=False), axis=-1) == yi
+        correct = []
+        for a, (name, n_steps, random_start, restarts) in enumerate(attacks):
+            k = jax.random.fold_in(jax.random.fold_in(key, a), i)
+            if name == "fgsm":
+                x_adv = _fgsm(apply, params, xi, yi, eps, targeted=False, clip=clip)
+            elif name == "pgd":
+                x_adv = _pgd(apply, params, xi, yi, k, eps, step_sizes[a], n_steps=n_steps,
+                             norm=norm, random_start=random_start, targeted=False, clip=clip,
+                             restarts=restarts)
+            else:
+                x_adv = _apgd(apply, params, xi, yi, k, eps, n_steps=n_steps, norm=norm,
+                              random_start=random_start, targeted=False, clip=clip,
+                              restarts=restarts)
+            logits = jax.vmap(lambda xa: apply(params, xa, train=False))(x_adv)
+            correct.append(jnp.argmax(logits, axis=-1) == yi[None, :])    # [n_eps, batch]
+        return clean, jnp.stack(correct)
+
+    clean, correct = jax.lax.map(one_batch, (xb, yb, jnp.arange(n_batches, dtype=jnp.uint32)))
+    clean = clean.reshape(-1)[:n]
+    correct = jnp.moveaxis(correct, 0, 2).reshape(len(attacks), eps.shape[0], -1)[:, :, :n]
+    return clean, correct
+
+
+def robust_accuracy(apply_fn: Callable, params: Params, x: Array, y: Array, *,
+                    eps: float | Array, key: PRNGKeyArray, attacks: Any = DEFAULT_ATTACKS,
+                    norm: str = "linf", clip: tuple[float, float] | None = None,
+                    batch_size: int = 512) -> dict[str, Any]:
+    """Accuracy under each attack and the worst case over them, per example.
+
+    The threat model (``eps``, ``norm``, ``clip``) is shared; the attacks differ in how they
+    search it. Example ``i`` counts as robust at ``eps_j`` only if the model classifies it
+    correctly clean and under every attack (all untargeted)::
+
+        accuracy[a][j] = 1/n sum_i [argmax f(x_adv_aij) = y_i]
+        worst_case[j]  = 1/n sum_i [argmax f(x_i) = y_i] * prod_a [argmax f(x_adv_aij) = y_i]
+
+    so ``worst_case <= min(clean, min_a accuracy[a])`` (an attack that fails on an example the
+    model already gets wrong does not make it robust). This is how Croce & Hein (2020) report
+    robustness: the minimum over an ensemble, not the best number of one attack. FGSM is in the
+    default ensemble as a diagnostic: FGSM accuracy far above APGD's is the signature of gradient
+    masking (Athalye, Carlini & Wagner 2018).
+
+    The data go through in chunks of ``batch_size`` (one ``lax.map`` in one ``jit``; every attack
+    and epsilon of a chunk in the same program). Attack ``a`` (its position in ``attacks``) uses
+    the key ``fold_in(fold_in(key, a), chunk_index)`` as its :func:`pgd` / :func:`apgd` key.
+
+    Args:
+      apply_fn: classifier returning logits ``[batch, n_classes]``.
+      params: its params.
+      x: clean inputs ``[n, ...]`` (float), inside ``clip`` when given; y: true labels ``[n]``.
+      eps: radius, a number ``>= 0`` or a 1-D array of them ``[n_eps]``.
+      key: ``jax.random`` key for the random starts.
+      attacks: names from ``("fgsm", "pgd", "apgd")`` or ``(name, {options})`` pairs, e.g.
+        ``("fgsm", ("pgd", {"restarts": 5}), ("apgd", {"n_steps": 50}))``; options are those of
+        :func:`pgd` (``n_steps``, ``step_size``, ``random_start``, ``restarts``) and :func:`apgd`
+        (``n_steps``, ``random_start``, ``restarts``). An entry's label is its name, or its name
+        with its options (``"pgd(restarts=5)"``); labels must differ. Default:
+        ``("fgsm", ("pgd", {"restarts": 5}), "apgd")``.
+      norm: ``"linf"`` or ``"l2"`` (FGSM is L-inf only).
+      clip: data range ``(lo, hi)``, or None.
+      batch_size: examples attacked at once.
+
+    Returns:
+      ``{"eps", "clean", "accuracy": {label: ...}, "worst_case", "clean_correct": bool [n],
+      "correct": {label: bool [n_eps, n]}, "worst_case_correct": bool [n_eps, n]}`` as numpy
+      values; for a scalar ``eps`` the accuracies are floats and the per-example masks ``[n]``.
+    """
+    apply = as_apply(apply_fn)
+    x, y, _ = _check_classifier_batch(apply, params, x, y)
+    eps_values, scalar = _check_eps(eps)
+    _checks.check_key("key", key)
+    _checks.check_choice("norm", norm, NORMS)
+    labels, parsed = _parse_attacks(attacks, norm)
+    _checks.check_positive("batch_size", batch_size, integer=True)
+    clip = _check_clip(clip, x)
+    static = tuple((name, o.get("n_steps", 1), o.get("random_start", False), o.get("restarts", 1))
+                   for name, o in parsed)
+    step_sizes = tuple(jnp.asarray(_step_sizes(eps_values, o.get("step_size"), o.get("n_steps", 1)))
+                       for _, o in parsed)
+    clean, correct = _robust_accuracy(
+        apply, params, jnp.asarray(x), jnp.asarray(y), key, jnp.asarray(eps_values), step_sizes,
+        attacks=static, batch_size=min(batch_size, x.shape[0]), norm=norm, clip=clip)
+    clean, correct = np.asarray(clean), np.asarray(correct)           # [n], [attacks, n_eps, n]
+    worst = clean[None, :] & np.all(correct, axis=0)                    # [n_eps, n]
+
+    def out(v):
+        return v[0] if scalar else v
+
+    return {"eps": out(eps_values), "clean": float(clean.mean()),
+            "accuracy": {label: out(correct[a].mean(axis=-1)) for a, label in enumerate(labels)},
+            "worst_case": out(worst.mean(axis=-1)), "clean_correct": clean,
+            "correct": {label: out(correct[a]) for a, label in enumerate(labels)},
+            "worst_case_correct": out(worst)}
 
 
 # -------------------------------------------------------------------------- robustness curve
@@ -519,3 +953,229 @@ def adversarial_apply(apply_fn: Callable, *, eps: float, alpha: float = 0.5,
         return jnp.where(keep_clean, clean, adversarial)
 
     return apply
+
+
+def _pgd_training_args(eps, n_steps, step_size, norm, random_start, clip):
+    """Checks of the PGD training wrappers; returns ``(eps, step_size, clip)`` as used."""
+    eps = _check_budget("eps", eps)
+    _checks.check_choice("norm", norm, NORMS)
+    _checks.check_positive("n_steps", n_steps, integer=True)
+    if step_size is not None:
+        _checks.check_positive("step_size", step_size)
+    _check_bool("random_start", random_start)
+    step = float(_step_sizes(np.float32([eps]), step_size, n_steps)[0])
+    return np.float32(eps), np.float32(step), _check_clip_pair(clip)
+
+
+def pgd_loss(apply_fn: Callable, params: Params, x: Array, y: Array, key: PRNGKeyArray, *,
+             eps: float, n_steps: int = 10, step_size: float | None = None, norm: str = "linf",
+             random_start: bool = True, clip: tuple[float, float] | None = None) -> Array:
+    """Madry et al.'s (2018) adversarial training objective with the true labels, a scalar:
+
+    ``mean_i L(f(x_adv_i), y_i)`` with ``x_adv = pgd(apply_fn, params, x, y, key, ...)``
+
+    The PGD points are computed at the current ``params`` (test mode) and held fixed
+    (``lax.stop_gradient``; the attack is not differentiated, by Danskin's theorem the gradient of
+    the max is the gradient at the maximiser): ``jax.grad(pgd_loss, argnums=1)`` is the
+    cross-entropy gradient at ``x_adv`` (tested). For :func:`jaxlearn.train.fit` use
+    :func:`pgd_apply`.
+
+    Args:
+      apply_fn: classifier returning logits ``[batch, n_classes]``.
+      params: its params. x: inputs ``[batch, ...]``. y: labels ``[batch]``.
+      key: the random start's key, as :func:`pgd`'s.
+      eps, n_steps, step_size, norm, random_start, clip: as :func:`pgd` (``eps`` one number).
+
+    Returns:
+      A float scalar.
+    """
+    apply = as_apply(apply_fn)
+    _checks.check_key("key", key)
+    eps, step, clip = _pgd_training_args(eps, n_steps, step_size, norm, random_start, clip)
+    x_adv = _pgd_one(apply, jax.lax.stop_gradient(params), x, y, key, eps, step,
+                     n_steps=n_steps, norm=norm, random_start=random_start, targeted=False,
+                     clip=clip)
+    logits = apply(params, jax.lax.stop_gradient(x_adv), train=False)
+    return jnp.mean(losses.softmax_cross_entropy_with_integer_labels(logits, y))
+
+
+def pgd_apply(apply_fn: Callable, *, eps: float, n_steps: int = 10,
+              step_size: float | None = None, norm: str = "linf", random_start: bool = True,
+              clip: tuple[float, float] | None = None) -> Callable:
+    """Wraps a classifier for PGD adversarial training (Madry et al. 2018) with
+    :func:`jaxlearn.train.fit`.
+
+    The returned ``apply(params, x, *, key=None, train=False)`` is ``apply_fn`` unchanged in test
+    mode. In train mode it returns the logits of the PGD examples of the batch (every example,
+    as Madry et al. train), built at the current params by :func:`pgd` on the model in train mode
+    and held fixed (``lax.stop_gradient``), so that fit's cross-entropy is the loss at the
+    adversarial points. As in :func:`adversarial_apply` the attack's label is the model's own
+    prediction ``argmax f(x)``, since ``apply`` does not see ``y``; on the training examples the
+    model classifies correctly it is the true label, and :func:`pgd_loss` is the true-label
+    objective. ``key`` is split into the random start's key and the model's key (dropout), the
+    same for the prediction, the attack and the returned forward pass.
+
+    Args:
+      apply_fn: classifier returning logits ``[batch, n_classes]``.
+      eps, n_steps, step_size, norm, random_start, clip: as :func:`pgd` (``eps`` one number).
+
+    Returns:
+      ``apply(params, x, *, key=None, train=False)``; ``key`` is required when ``train=True``.
+
+    Example::
+
+        >>> model = jl.nn.mlp((32,), 10)
+        >>> _, params = model.init(jax.random.key(0), (64,))
+        >>> x = jax.random.uniform(jax.random.key(1), (16, 64))
+        >>> robust_model = pgd_apply(model.apply, eps=0.1, n_steps=5, clip=(0.0, 1.0))
+        >>> bool(jnp.all(robust_model(params, x) == model.apply(params, x)))   # test mode
+        True
+
+        Train with ``jl.fit(robust_model, params, x, y, loss=..., key=..., ...)``.
+    """
+    inner = as_apply(apply_fn)
+    eps, step, clip = _pgd_training_args(eps, n_steps, step_size, norm, random_start, clip)
+
+    def apply(params, x, *, key=None, train=False):
+        if not train:
+            return inner(params, x, key=key, train=False)
+        if key is None:
+            raise ValueError("pgd_apply: `key` is required when `train=True` (it draws the "
+                             "random starts)")
+        k_start, k_model = jax.random.split(key)
+        fixed = jax.lax.stop_gradient(params)
+        predicted = jnp.argmax(inner(fixed, x, key=k_model, train=True), axis=-1)
+        x_adv = _pgd_one(inner, fixed, x, predicted, k_start, eps, step, n_steps=n_steps,
+                         norm=norm, random_start=random_start, targeted=False, clip=clip,
+                         model_key=k_model, train=True)
+        return inner(params, jax.lax.stop_gradient(x_adv), key=k_model, train=True)
+
+    return apply
+
+
+# TRADES' first point: x plus Gaussian noise of this scale (Zhang et al.'s code, data in [0, 1]):
+# the KL term is 0 with a zero gradient at x' = x, so the ascent cannot start from x itself.
+TRADES_START_NOISE = 0.001
+
+
+def _trades_attack(apply, params, x, clean_logits, key, eps, step_size, *, n_steps, norm, clip,
+                   model_key=None, train=False):
+    """``x'`` in the ball that (approximately) maximises ``KL(softmax f(x) || softmax f(x'))``."""
+    target = jax.lax.stop_gradient(clean_logits)
+
+    def grad_fn(xa):
+        def total(xx):
+            logits = apply(params, xx, key=model_key, train=train)
+            return jnp.sum(losses.kl_divergence_from_logits(target, logits))
+        return jax.grad(total)(xa)
+
+    noise = TRADES_START_NOISE * jax.random.normal(key, x.shape, x.dtype)
+    start = _project(x, x + noise, eps, norm, clip)
+    return _ascend(grad_fn, x, start, eps, step_size, n_steps=n_steps, norm=norm, clip=clip)
+
+
+def _trades_args(eps, beta, n_steps, step_size, norm, clip):
+    _checks.check_number("beta", beta)
+    if beta < 0:
+        raise ValueError(f"`beta` must be >= 0, got {beta}")
+    eps, step, clip = _pgd_training_args(eps, n_steps, step_size, norm, True, clip)
+    return eps, float(beta), step, clip
+
+
+def _trades_per_example(clean_logits, adv_logits, y, beta):
+    ce = losses.softmax_cross_entropy_with_integer_labels(clean_logits, y)
+    return ce + beta * losses.kl_divergence_from_logits(clean_logits, adv_logits)
+
+
+def trades_loss(apply_fn: Callable, params: Params, x: Array, y: Array, key: PRNGKeyArray, *,
+                eps: float, beta: float = 6.0, n_steps: int = 10,
+                step_size: float | None = None, norm: str = "linf",
+                clip: tuple[float, float] | None = None) -> Array:
+    """The TRADES objective (Zhang et al. 2019, "Theoretically principled trade-off between
+    robustness and accuracy"), a scalar to minimise:
+
+    ``mean_i [ L(f(x_i), y_i) + beta * KL(softmax f(x_i) || softmax f(x'_i)) ]``
+
+    with ``x' = argmax_{x' in ball(x, eps)} KL(softmax f(x) || softmax f(x'))``, approximated by
+    ``n_steps`` steps of :func:`pgd`'s update on the KL (no label needed) from
+    ``x + 0.001 N(0, I)`` (``key``; projected onto the ball), as in the authors' code. ``x'`` is
+    held fixed (``lax.stop_gradient``); the KL is differentiated through both ``f(x)`` and
+    ``f(x')``, as in the paper. ``beta`` trades clean accuracy for robustness (the paper: 6);
+    ``beta = 0`` is the clean cross-entropy, value and gradient (tested). The model runs in test
+    mode; for :func:`jaxlearn.train.fit` use :func:`trades_objective`.
+
+    Args:
+      apply_fn: classifier returning logits ``[batch, n_classes]``.
+      params: its params. x: inputs ``[batch, ...]``. y: labels ``[batch]``.
+      key: ``jax.random`` key for the start's noise.
+      eps: radius ``>= 0``. beta: weight of the KL term, ``>= 0``.
+      n_steps, step_size, norm, clip: as :func:`pgd` (step size default ``2.5 eps / n_steps``).
+
+    Returns:
+      A float scalar.
+    """
+    apply = as_apply(apply_fn)
+    _checks.check_key("key", key)
+    eps, beta, step, clip = _trades_args(eps, beta, n_steps, step_size, norm, clip)
+    clean = apply(params, x, train=False)
+    x_adv = _trades_attack(apply, jax.lax.stop_gradient(params), x, clean, key, eps, step,
+                           n_steps=n_steps, norm=norm, clip=clip)
+    adv = apply(params, jax.lax.stop_gradient(x_adv), train=False)
+    return jnp.mean(_trades_per_example(clean, adv, y, beta))
+
+
+class Objective(NamedTuple):
+    """A model wrapper and the loss to train it with:
+    ``jl.fit(objective.apply, params, x, y, loss=objective.loss, ...)``."""
+
+    apply: Callable
+    loss: Callable
+
+
+def trades_objective(apply_fn: Callable, *, eps: float, beta: float = 6.0, n_steps: int = 10,
+                     step_size: float | None = None, norm: str = "linf",
+                     clip: tuple[float, float] | None = None) -> Objective:
+    """TRADES (see :func:`trades_loss`) for :func:`jaxlearn.train.fit`: an ``apply`` and a ``loss``.
+
+    In train mode ``apply`` returns the clean logits and those of ``x'`` (the KL maximiser, built
+    at the current params on the model in train mode, held fixed) stacked as
+    ``[batch, 2, n_classes]``; ``loss(outputs, y)`` is then, per example,
+    ``L(f(x), y) + beta * KL(softmax f(x) || softmax f(x'))``, so fit's batch mean is
+    :func:`trades_loss` (tested, for a model without dropout). In test mode ``apply`` is
+    ``apply_fn`` unchanged (``[batch, n_classes]``) and ``loss`` is the cross-entropy (``x' = x``
+    makes the KL 0), so validation, :func:`~jaxlearn.train.evaluate` and attacks see the plain
+    model. ``key`` is split into the start noise's key and the model's key (dropout), the same
+    for the clean pass, the attack and the adversarial pass. ``loss.label_kind`` is
+    ``"integer"``: fit checks the labels and reports accuracy.
+
+    Args:
+      apply_fn: classifier returning logits ``[batch, n_classes]``.
+      eps, beta, n_steps, step_size, norm, clip: as :func:`trades_loss`.
+
+    Returns:
+      ``Objective(apply, loss)``.
+    """
+    inner = as_apply(apply_fn)
+    eps, beta, step, clip = _trades_args(eps, beta, n_steps, step_size, norm, clip)
+
+    def apply(params, x, *, key=None, train=False):
+        if not train:
+            return inner(params, x, key=key, train=False)
+        if key is None:
+            raise ValueError("trades_objective: `key` is required when `train=True` (it draws "
+                             "the start's noise)")
+        k_start, k_model = jax.random.split(key)
+        clean = inner(params, x, key=k_model, train=True)
+        x_adv = _trades_attack(inner, jax.lax.stop_gradient(params), x, clean, k_start, eps,
+                               step, n_steps=n_steps, norm=norm, clip=clip, model_key=k_model,
+                               train=True)
+        adv = inner(params, jax.lax.stop_gradient(x_adv), key=k_model, train=True)
+        return jnp.stack([clean, adv], axis=1)
+
+    def loss(outputs, y):
+        if outputs.ndim == 2:  # test mode: the plain model's logits
+            return losses.softmax_cross_entropy_with_integer_labels(outputs, y)
+        return _trades_per_example(outputs[:, 0], outputs[:, 1], y, beta)
+
+    loss.label_kind = "integer"
+    return Objective(apply, loss)

@@ -476,3 +476,208 @@ def uncertainty_metrics(sampled_probs: Array, y: Array, *, n_bins: int = 15) -> 
         "entropy": float(jnp.mean(_entropy(mean))),
         "mutual_information": float(jnp.mean(mutual_information(p))),
     }
+
+
+# ------------------------------------------------------- more calibration and OOD measures
+
+@functools.partial(jax.jit, static_argnames="n_bins")
+def _adaptive_ece(probs, y, n_bins):
+    confidence = jnp.max(probs, axis=1)
+    correct = (jnp.argmax(probs, axis=1) == y).astype(probs.dtype)
+    edges = jnp.quantile(confidence, jnp.linspace(0.0, 1.0, n_bins + 1, dtype=probs.dtype))
+    # As sklearn: searchsorted(side="left") on the inner edges, so bin b is (e_b, e_{b+1}].
+    index = jnp.searchsorted(edges[1:-1], confidence, side="left")
+    conf_sum = jax.ops.segment_sum(confidence, index, num_segments=n_bins)
+    acc_sum = jax.ops.segment_sum(correct, index, num_segments=n_bins)
+    return jnp.sum(jnp.abs(acc_sum - conf_sum)) / probs.shape[0]
+
+
+def adaptive_expected_calibration_error(probs: Array, y: Array, *, n_bins: int = 15) -> Array:
+    """ECE over equal-mass (adaptive) confidence bins: ``sum_b (n_b / n) |acc_b - conf_b|``.
+
+    As :func:`expected_calibration_error`, but the edges are the ``b / B`` quantiles of the
+    confidences ``c_i = max_k p_ik`` (linear interpolation, numpy's default), so each bin holds
+    about ``n / B`` examples and no bin is spent on confidences no example has (Nixon et al.
+    2019's adaptive binning, applied to the top label; Roelofs et al. 2022's ECE_EM). Bin ``b``
+    holds ``e_b < c_i <= e_{b+1}``, the first also ``e_0 = min c``; tied confidences share a bin,
+    so with ties some bins hold more and some none. These are the bins of
+    ``sklearn.calibration.calibration_curve(correct, c, n_bins=B, strategy="quantile")``
+    (tested). Jittable.
+
+    Args:
+      probs: probabilities ``[n, K]``. y: integer labels ``[n]``. n_bins: ``B >= 1``.
+
+    Returns:
+      A float scalar in ``[0, 1]``.
+
+    >>> probs = jnp.array([[0.6, 0.4], [0.7, 0.3], [0.8, 0.2], [0.9, 0.1]])
+    >>> y = jnp.array([1, 0, 0, 0])     # bins {0.6, 0.7}: acc 0.5, {0.8, 0.9}: acc 1
+    >>> adaptive_expected_calibration_error(probs, y, n_bins=2)
+    Array(0.15, dtype=float32)
+    """
+    probs = _check_probs("probs", probs, 2)
+    y = _check_labels_for(probs, y)
+    _check_n_bins(n_bins)
+    return _adaptive_ece(jnp.asarray(probs), jnp.asarray(y), n_bins)
+
+
+@functools.partial(jax.jit, static_argnames="n_bins")
+def _classwise_ece(probs, y, n_bins):
+    n, n_classes = probs.shape
+    edges = jnp.asarray(_bin_edges(n_bins, probs.dtype))
+    index = jnp.clip(jnp.searchsorted(edges, probs, side="left") - 1, 0, n_bins - 1)   # [n, K]
+    segment = (index + n_bins * jnp.arange(n_classes)[None, :]).reshape(-1)
+    hits = (y[:, None] == jnp.arange(n_classes)[None, :]).astype(probs.dtype)
+    gap = jax.ops.segment_sum((hits - probs).reshape(-1), segment,
+                              num_segments=n_bins * n_classes)
+    return jnp.sum(jnp.abs(gap)) / (n * n_classes)
+
+
+def classwise_calibration_error(probs: Array, y: Array, *, n_bins: int = 15) -> Array:
+    """Classwise ECE (Kull et al. 2019): every class's calibration, not only the top label's.
+
+    ``1/K sum_k sum_b (n_kb / n) |freq_kb - conf_kb|``, where bin ``b`` of class ``k`` holds the
+    examples whose ``p_ik`` falls in the equal-width bin ``(b/B, (b+1)/B]`` (the first also holding
+    0, as in :func:`reliability_diagram`), ``conf_kb`` is their mean ``p_ik`` and ``freq_kb`` the
+    fraction of them with ``y_i = k``. Per class this is the ECE of
+    ``sklearn.calibration.calibration_curve(y == k, p[:, k], n_bins=B)`` (tested). Jittable.
+
+    Args:
+      probs: probabilities ``[n, K]``. y: integer labels ``[n]``. n_bins: ``B >= 1``.
+
+    Returns:
+      A float scalar in ``[0, 1]``.
+    """
+    probs = _check_probs("probs", probs, 2)
+    y = _check_labels_for(probs, y)
+    _check_n_bins(n_bins)
+    return _classwise_ece(jnp.asarray(probs), jnp.asarray(y), n_bins)
+
+
+@functools.partial(jax.jit, static_argnames="n_bins")
+def _mce(probs, y, n_bins):
+    count, conf_sum, acc_sum = _bin_stats(probs, y, n_bins)
+    gap = jnp.abs(acc_sum - conf_sum) / jnp.maximum(count, 1.0)
+    return jnp.max(jnp.where(count > 0, gap, 0.0))
+
+
+def maximum_calibration_error(probs: Array, y: Array, *, n_bins: int = 15) -> Array:
+    """MCE ``= max_b |acc_b - conf_b|`` over the non-empty equal-width confidence bins.
+
+    The worst bin's gap between accuracy and mean confidence (Naeini et al. 2015; Guo et al.
+    2017), with the bins of :func:`expected_calibration_error`. It weighs a bin of one example
+    like a bin of thousands. Jittable.
+
+    Args:
+      probs: probabilities ``[n, K]``. y: integer labels ``[n]``. n_bins: ``B >= 1``.
+
+    Returns:
+      A float scalar in ``[0, 1]``.
+    """
+    probs = _check_probs("probs", probs, 2)
+    y = _check_labels_for(probs, y)
+    _check_n_bins(n_bins)
+    return _mce(jnp.asarray(probs), jnp.asarray(y), n_bins)
+
+
+def _check_ood_scores(scores_in: Any, scores_out: Any) -> tuple[Array, Array]:
+    arrays = []
+    for name, s in (("scores_in", scores_in), ("scores_out", scores_out)):
+        s = _checks.check_features(name, s, ndim=1)
+        arrays.append(jnp.asarray(s))
+    if arrays[0].dtype != arrays[1].dtype:
+        arrays[1] = arrays[1].astype(arrays[0].dtype)
+    return arrays[0], arrays[1]
+
+
+@functools.partial(jax.jit, static_argnames="k")
+def _fpr_at_tpr(scores_in, scores_out, k):
+    threshold = jnp.sort(scores_in)[k - 1]
+    return jnp.mean((scores_out <= threshold).astype(jnp.float32))
+
+
+def ood_fpr_at_95_tpr(scores_in: Array, scores_out: Array) -> Array:
+    """FPR at 95% TPR: the fraction of out-of-distribution inputs taken for in-distribution ones
+    when 95% of the in-distribution inputs are kept (Hendrycks & Gimpel 2017; Liang et al. 2018).
+
+    In-distribution is the positive class and an input is kept when its score is ``<= t`` (the
+    score is *higher for more uncertain* inputs, as in :func:`ood_auroc`). ``t`` is the smallest
+    value keeping a fraction ``>= 0.95`` of ``scores_in``: the ``k``-th smallest, ``k`` the least
+    integer with ``k / n_in >= 0.95``. The result is ``#{scores_out <= t} / n_out``: 0 is
+    perfect, and a score that cannot tell them apart gives about 0.95. Equal to the FPR of
+    ``sklearn.metrics.roc_curve`` (in-distribution as 1, score ``-s``) at its first point with TPR
+    ``>= 0.95`` (tested). Jittable.
+
+    Args:
+      scores_in: ``[n_in]`` scores of in-distribution inputs.
+      scores_out: ``[n_out]`` scores of shifted / out-of-distribution inputs.
+
+    Returns:
+      A float scalar in ``[0, 1]``.
+
+    >>> ood_fpr_at_95_tpr(jnp.arange(20.0), jnp.array([10.0, 18.0, 18.5, 30.0]))  # t = 18
+    Array(0.5, dtype=float32)
+    """
+    s_in, s_out = _check_ood_scores(scores_in, scores_out)
+    n_in = s_in.shape[0]
+    # The least k with k / n_in >= 0.95 in float64, as sklearn's TPR is computed.
+    k = max(1, int(np.ceil(0.95 * n_in)) - 1)
+    while k / n_in < 0.95:
+        k += 1
+    return _fpr_at_tpr(s_in, s_out, k)
+
+
+@jax.jit
+def _average_precision(positive, scores):
+    order = jnp.argsort(-scores, stable=True)
+    ranked = -scores[order]                                    # ascending
+    hits = positive[order].astype(jnp.float32)
+    true_positives = jnp.cumsum(hits)
+    # Tied scores form one threshold: every member takes the precision at the end of its tie.
+    end = jnp.searchsorted(ranked, ranked, side="right") - 1
+    precision = true_positives[end] / (end + 1).astype(jnp.float32)
+    return jnp.sum(hits * precision) / jnp.sum(hits)
+
+
+def ood_aupr_in(scores_in: Array, scores_out: Array) -> Array:
+    """AUPR-In: area under the precision-recall curve with in-distribution inputs as positives
+    (Hendrycks & Gimpel 2017), ranked by *lowest* uncertainty score first.
+
+    The area is the average precision ``sum_t (R_t - R_{t-1}) P_t`` over the distinct score
+    thresholds ``t`` (tied scores change together), which equals
+    ``sklearn.metrics.average_precision_score(is_in, -score)`` (tested). It starts from the
+    fraction of positives (a useless score) and reaches 1 for perfect separation; unlike AUROC it
+    depends on that fraction, so report ``n_in`` and ``n_out`` with it. Jittable.
+
+    Args:
+      scores_in: ``[n_in]`` scores, higher for more uncertain inputs.
+      scores_out: ``[n_out]`` scores of shifted / out-of-distribution inputs.
+
+    Returns:
+      A float scalar in ``(0, 1]``.
+
+    >>> ood_aupr_in(jnp.array([1.0, 2.0]), jnp.array([0.0]))   # ranked out, in, in: (1/2 + 2/3) / 2
+    Array(0.5833334, dtype=float32)
+    """
+    s_in, s_out = _check_ood_scores(scores_in, scores_out)
+    positive = jnp.concatenate([jnp.ones(s_in.shape[0], bool), jnp.zeros(s_out.shape[0], bool)])
+    return _average_precision(positive, -jnp.concatenate([s_in, s_out]))
+
+
+def ood_aupr_out(scores_in: Array, scores_out: Array) -> Array:
+    """AUPR-Out: as :func:`ood_aupr_in` with the out-of-distribution inputs as positives, ranked
+    by *highest* uncertainty score first: ``average_precision_score(is_out, score)`` (tested).
+
+    Args:
+      scores_in: ``[n_in]`` scores, higher for more uncertain inputs.
+      scores_out: ``[n_out]`` scores of shifted / out-of-distribution inputs.
+
+    Returns:
+      A float scalar in ``(0, 1]``.
+
+    >>> ood_aupr_out(jnp.array([0.0, 0.0, 0.0]), jnp.array([0.0]))   # all tied: 1 out of 4
+    Array(0.25, dtype=float32)
+    """
+    s_in, s_out = _check_ood_scores(scores_in, scores_out)
+    positive = jnp.concatenate([jnp.zeros(s_in.shape[0], bool), jnp.ones(s_out.shape[0], bool)])
+    return _average_precision(positive, jnp.concatenate([s_in, s_out]))

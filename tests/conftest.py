@@ -27,7 +27,8 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # Files whose tests share the experiments' quick runs, and files of subprocess-only tests.
 _SHARE_QUICK_RUNS = {"test_cli.py", "test_experiments_a.py", "test_experiments_b.py",
                      "test_experiments_c.py", "test_experiments_d.py", "test_experiments_e.py",
-                     "test_experiments_f.py"}
+                     "test_experiments_f.py", "test_experiments_attribution.py",
+                     "test_experiments_conformal.py", "test_experiments_adv_training.py"}
 _ONE_BY_ONE = {"test_benchmarks.py", "test_notebooks.py"}
 
 

@@ -42,6 +42,9 @@ def _env():
      ["| mlp | jaxlearn |", "| mlp | jax one-scan floor |", "| target"]),
     ("count_compiles.py", ["tests/test_taxonomy.py", "-k", "aggregation"],
      ["| tests/test_taxonomy.py |", "| **total** |"]),
+    ("bench_trust.py", ["--batch", "16", "--repeats", "1", "--n-eps", "2", "--restarts", "2",
+                        "--steps", "3"],
+     ["| PGD, 2 eps x 2 restarts", "| integrated gradients", "| deletion curves", "| equal |"]),
     ("bench_conv.py", ["--steps", "2", "--repeats", "1", "--models", "mnist1d_cnn"],
      ["| mnist1d_cnn | 2 | im2col |", "| mnist1d_cnn | 2 | xla |", "check mnist1d_cnn"]),
 ])

@@ -252,7 +252,7 @@ def test_a_figure_that_cannot_be_rendered_fails_only_its_experiment(monkeypatch,
 
 @pytest.mark.slow
 def test_reproduce_quick_report_of_every_experiment(monkeypatch, tmp_path):
-    """``reproduce --quick`` over the 22 real experiments: every one runs, its verdict is
+    """``reproduce --quick`` over the 25 real experiments: every one runs, its verdict is
     recorded and the report holds them all. The experiments' quick runs are the ones their own
     tests check (shared per session by ``experiment_checks.quick_run``, each experiment with its
     quick seeds); everything after the runs (rendering, report, results.json, exit code) is the
@@ -266,7 +266,7 @@ def test_reproduce_quick_report_of_every_experiment(monkeypatch, tmp_path):
     assert cli.main(["reproduce", "--quick", "--no-progress", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     names = [e["name"] for e in results["experiments"]]
-    assert names == list(real) and len(names) == 22
+    assert names == list(real) and len(names) == 25
     for e in results["experiments"]:
         # With few seeds a check over seeds may stay inconclusive; anything else must hold (no
         # "does not hold" from noise, no failure), except the stated findings.

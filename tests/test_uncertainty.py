@@ -10,7 +10,8 @@ import pytest
 from matplotlib.figure import Figure
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
-from sklearn.metrics import roc_auc_score
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from jaxlearn import data, metrics, nn, train, uncertainty
 
@@ -308,5 +309,212 @@ _LOGITS = np.log(_P)
     (lambda: uncertainty.plot_reliability(None, (1, 2)), TypeError, r"ReliabilityDiagram"),
 ])
 def test_bad_arguments_raise(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+# ------------------------------------------- equal-mass, classwise and maximum calibration error
+
+def _binned_ece_reference(hits, confidence, n_bins, strategy):
+    """ECE from sklearn's calibration_curve: its per-bin frequencies and mean confidences,
+    weighted by the bin counts of the same binning (sklearn's own edges and searchsorted)."""
+    prob_true, prob_pred = calibration_curve(hits.astype(int), confidence, n_bins=n_bins,
+                                             strategy=strategy)
+    if strategy == "quantile":
+        edges = np.percentile(confidence, np.linspace(0, 1, n_bins + 1) * 100)
+    else:
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+    counts = np.bincount(np.searchsorted(edges[1:-1], confidence), minlength=n_bins)
+    counts = counts[counts > 0]
+    gaps = np.abs(prob_true - prob_pred)
+    return np.sum(counts / len(confidence) * gaps), gaps
+
+
+def test_adaptive_ece_hand_case_differs_from_equal_width_bins():
+    # Two equal-mass bins {0.6 wrong, 0.7 right} and {0.8, 0.9 right}: gaps 0.15 and 0.15, so
+    # 0.15; two equal-width bins put all four in (0.5, 1]: accuracy 0.75 = confidence, ECE 0.
+    probs = np.array([[0.6, 0.4], [0.7, 0.3], [0.8, 0.2], [0.9, 0.1]], np.float32)
+    y = np.array([1, 0, 0, 0])
+    adaptive = uncertainty.adaptive_expected_calibration_error(probs, y, n_bins=2)
+    np.testing.assert_allclose(float(adaptive), 0.15, atol=1e-7)    # float32 sums of 4 terms
+    fixed = uncertainty.expected_calibration_error(probs, y, n_bins=2)
+    np.testing.assert_allclose(float(fixed), 0.0, atol=1e-7)
+
+
+def test_adaptive_ece_edge_on_a_confidence_goes_to_the_lower_bin():
+    # Five confidences, two bins: the edge is the median 0.8 itself. Right-closed bins put it
+    # below: {0.6, 0.7, 0.8 wrong} (acc 2/3, conf 0.7) and {0.9, 1.0} (acc 1, conf 0.95):
+    # (0.1 + 0.1) / 5 = 0.04. Left-closed bins would give (0.7 + 0.7) / 5 = 0.28.
+    conf = np.array([0.6, 0.7, 0.8, 0.9, 1.0], np.float32)
+    probs = np.stack([conf, 1 - conf], axis=1)
+    y = np.array([0, 0, 1, 0, 0])
+    got = float(uncertainty.adaptive_expected_calibration_error(probs, y, n_bins=2))
+    np.testing.assert_allclose(got, 0.04, atol=1e-7)
+    expected, _ = _binned_ece_reference(probs.argmax(1) == y, conf, 2, "quantile")
+    np.testing.assert_allclose(got, expected, atol=1e-7)
+
+
+@pytest.mark.parametrize("n_bins", [1, 5, 10, 15])
+def test_adaptive_ece_matches_sklearn_quantile_bins(n_bins):
+    # n = 200: the quantile positions 199 b / B are never whole numbers, so every edge lies
+    # strictly inside a gap between two confidences and float32 vs float64 edges bin alike.
+    probs, y = _random_probs(seed=20 + n_bins, n=200)
+    confidence = probs.max(1)
+    expected, _ = _binned_ece_reference(probs.argmax(1) == y, confidence, n_bins, "quantile")
+    got = uncertainty.adaptive_expected_calibration_error(probs, y, n_bins=n_bins)
+    # float32 sums over 200 examples against float64: 1e-6.
+    np.testing.assert_allclose(float(got), expected, atol=1e-6)
+
+
+def test_adaptive_ece_with_tied_confidences_matches_sklearn():
+    # Rows drawn from 4 fixed distributions: confidences take 4 values, edges fall on them
+    # (exactly, in both) and tied confidences share a bin; some bins stay empty.
+    rows = np.array([[0.5, 0.3, 0.2], [0.7, 0.2, 0.1], [0.4, 0.35, 0.25], [0.9, 0.05, 0.05]],
+                    np.float32)
+    rng = np.random.default_rng(21)
+    probs = rows[rng.integers(0, 4, 150)]
+    y = rng.integers(0, 3, 150).astype(np.int32)
+    expected, _ = _binned_ece_reference(probs.argmax(1) == y, probs.max(1), 10, "quantile")
+    got = uncertainty.adaptive_expected_calibration_error(probs, y, n_bins=10)
+    np.testing.assert_allclose(float(got), expected, atol=1e-6)
+
+
+def test_classwise_ece_hand_case():
+    # Class 0, five bins: (0.4, 0.6] {0.6, not 0}: 0.6; (0.6, 0.8] {0.7, 0.8, both 0}: 0.5;
+    # (0.8, 1] {0.9, 0}: 0.1 -> 1.2 / 4 = 0.3. Class 1: (0.2, 0.4] {0.4 is 1, 0.3}: |1 - 0.7|;
+    # [0, 0.2] {0.2, 0.1}: 0.3 -> 0.6 / 4 = 0.15. Mean over the 2 classes: 0.225.
+    probs = np.array([[0.6, 0.4], [0.7, 0.3], [0.8, 0.2], [0.9, 0.1]], np.float32)
+    y = np.array([1, 0, 0, 0])
+    got = uncertainty.classwise_calibration_error(probs, y, n_bins=5)
+    np.testing.assert_allclose(float(got), 0.225, atol=1e-7)
+    # One bin: each class's mean probability equals its frequency (0.75 and 0.25).
+    np.testing.assert_allclose(float(uncertainty.classwise_calibration_error(probs, y, n_bins=1)),
+                               0.0, atol=1e-7)
+
+
+@pytest.mark.parametrize("n_bins", [5, 10, 15])
+def test_classwise_ece_matches_sklearn_per_class(n_bins):
+    probs, y = _random_probs(seed=30 + n_bins, n=300, k=4)
+    expected = np.mean([_binned_ece_reference(y == k, probs[:, k], n_bins, "uniform")[0]
+                        for k in range(4)])
+    got = uncertainty.classwise_calibration_error(probs, y, n_bins=n_bins)
+    np.testing.assert_allclose(float(got), expected, atol=1e-6)   # float32 sums of 1200 terms
+
+
+def test_mce_hand_case():
+    # Five bins: (0.4, 0.6] {0.6 wrong}: 0.6; (0.6, 0.8] {0.7, 0.8 right}: 0.25; (0.8, 1]
+    # {0.9 right}: 0.1. MCE 0.6.
+    probs = np.array([[0.6, 0.4], [0.7, 0.3], [0.8, 0.2], [0.9, 0.1]], np.float32)
+    y = np.array([1, 0, 0, 0])
+    got = uncertainty.maximum_calibration_error(probs, y, n_bins=5)
+    np.testing.assert_allclose(float(got), 0.6, atol=1e-7)
+    # The one-example bin weighs as much as any in the MCE; the ECE gives it 1/4:
+    # (0.6 + 2 * 0.25 + 0.1) / 4 = 0.3.
+    np.testing.assert_allclose(float(uncertainty.expected_calibration_error(probs, y, n_bins=5)),
+                               0.3, atol=1e-7)
+
+
+@pytest.mark.parametrize("n_bins", [1, 10, 15])
+def test_mce_matches_sklearn_and_the_reliability_diagram(n_bins):
+    probs, y = _random_probs(seed=40 + n_bins, n=300)
+    _, gaps = _binned_ece_reference(probs.argmax(1) == y, probs.max(1), n_bins, "uniform")
+    got = float(uncertainty.maximum_calibration_error(probs, y, n_bins=n_bins))
+    np.testing.assert_allclose(got, gaps.max(), atol=1e-6)         # float32 bin means
+    diagram = uncertainty.reliability_diagram(probs, y, n_bins=n_bins)
+    filled = diagram.count > 0
+    np.testing.assert_allclose(got, np.max(np.abs(diagram.accuracy - diagram.confidence)[filled]),
+                               atol=1e-6)
+    assert got >= float(uncertainty.expected_calibration_error(probs, y, n_bins=n_bins)) - 1e-7
+
+
+# -------------------------------------------------------------------- FPR at 95% TPR and AUPR
+
+def _ood_scores(seed, n_in, n_out, decimals=None):
+    rng = np.random.default_rng(seed)
+    s_in, s_out = rng.normal(0.0, 1.0, n_in), rng.normal(1.5, 1.0, n_out)
+    if decimals is not None:        # coarse scores: many ties, also between in and out
+        s_in, s_out = np.round(s_in, decimals), np.round(s_out, decimals)
+    return s_in.astype(np.float32), s_out.astype(np.float32)
+
+
+@pytest.mark.parametrize("n_in, n_out, decimals", [(100, 80, None), (37, 50, None),
+                                                   (20, 15, None), (200, 100, 0),
+                                                   (60, 60, 1)])
+def test_fpr_at_95_tpr_matches_sklearn_roc_curve(n_in, n_out, decimals):
+    s_in, s_out = _ood_scores(n_in + n_out, n_in, n_out, decimals)
+    # In-distribution is the positive class; a higher uncertainty score means "less in".
+    labels = np.r_[np.ones(n_in), np.zeros(n_out)]
+    fpr, tpr, _ = roc_curve(labels, -np.r_[s_in, s_out], drop_intermediate=False)
+    expected = fpr[np.argmax(tpr >= 0.95)]
+    # A count over n_out in float32: exact up to one rounding of the division.
+    np.testing.assert_allclose(float(uncertainty.ood_fpr_at_95_tpr(s_in, s_out)), expected,
+                               rtol=1e-7)
+
+
+def test_fpr_at_95_tpr_extremes():
+    s_in = np.arange(20, dtype=np.float32)
+    # Out scores above every kept in-score: none is taken for in-distribution.
+    assert float(uncertainty.ood_fpr_at_95_tpr(s_in, s_in + 100)) == 0.0
+    # The same scores: the threshold keeps 19 of 20, and as many of the out ones.
+    assert float(uncertainty.ood_fpr_at_95_tpr(s_in, s_in)) == pytest.approx(0.95, abs=1e-7)
+
+
+@pytest.mark.parametrize("n_in, n_out, decimals", [(100, 80, None), (30, 120, None),
+                                                   (200, 100, 0), (60, 60, 1)])
+def test_aupr_in_and_out_match_sklearn_average_precision(n_in, n_out, decimals):
+    s_in, s_out = _ood_scores(7 * n_in + n_out, n_in, n_out, decimals)
+    scores = np.r_[s_in, s_out]
+    is_out = np.r_[np.zeros(n_in), np.ones(n_out)]
+    # float32 precisions summed over <= 300 positives against float64: 1e-6.
+    np.testing.assert_allclose(float(uncertainty.ood_aupr_out(s_in, s_out)),
+                               average_precision_score(is_out, scores), atol=1e-6)
+    np.testing.assert_allclose(float(uncertainty.ood_aupr_in(s_in, s_out)),
+                               average_precision_score(1 - is_out, -scores), atol=1e-6)
+
+
+def test_aupr_extremes():
+    low, high = np.zeros(5, np.float32), np.ones(3, np.float32)
+    # Perfect separation: both areas 1.
+    assert float(uncertainty.ood_aupr_out(low, high)) == 1.0
+    assert float(uncertainty.ood_aupr_in(low, high)) == 1.0
+    # Reversed: the 3 out inputs come after the 5 in ones, at precisions 1/6, 2/7, 3/8.
+    s_in = np.arange(1.0, 6.0, dtype=np.float32)
+    s_out = -np.arange(1.0, 4.0, dtype=np.float32)
+    np.testing.assert_allclose(float(uncertainty.ood_aupr_out(s_in, s_out)),
+                               (1 / 6 + 2 / 7 + 3 / 8) / 3, rtol=1e-6)   # float32 sum of 3
+    # All tied: one threshold, precision = the fraction of positives.
+    np.testing.assert_allclose(float(uncertainty.ood_aupr_in(low, np.zeros(3, np.float32))),
+                               5 / 8, rtol=1e-7)
+
+
+def test_new_calibration_and_ood_measures_are_jittable():
+    probs, y = _random_probs(seed=50)
+    s_in, s_out = _ood_scores(51, 40, 30)
+    for fn in (uncertainty.adaptive_expected_calibration_error,
+               uncertainty.classwise_calibration_error, uncertainty.maximum_calibration_error):
+        eager = float(fn(probs, y, n_bins=10))
+        assert float(jax.jit(lambda p, t, f=fn: f(p, t, n_bins=10))(probs, y)) == eager
+    for fn in (uncertainty.ood_fpr_at_95_tpr, uncertainty.ood_aupr_in, uncertainty.ood_aupr_out):
+        assert float(jax.jit(fn)(s_in, s_out)) == float(fn(s_in, s_out))
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: uncertainty.adaptive_expected_calibration_error(_P, _Y, n_bins=0), ValueError,
+     r"`n_bins` must be >= 1, got 0"),
+    (lambda: uncertainty.classwise_calibration_error(_P, _Y + 1), ValueError,
+     r"`y` has label 2 but `n_classes` is 2"),
+    (lambda: uncertainty.maximum_calibration_error(_P * 0.9, _Y), ValueError, r"must sum to 1"),
+    (lambda: uncertainty.classwise_calibration_error(_P, _Y[:1]), ValueError,
+     r"`y` has 1 labels but `probs` has 2 examples"),
+    (lambda: uncertainty.ood_fpr_at_95_tpr(_P, _Y.astype(np.float32)), ValueError,
+     r"`scores_in` must have 1 dimensions"),
+    (lambda: uncertainty.ood_aupr_in(np.array([0.1, np.nan], np.float32), _Y.astype(np.float32)),
+     ValueError, r"`scores_in` contains 1 NaN or inf"),
+    (lambda: uncertainty.ood_aupr_out(_Y.astype(np.float32), np.zeros(0, np.float32)), ValueError,
+     r"`scores_out` is empty"),
+    (lambda: uncertainty.ood_aupr_out(_Y, _Y.astype(np.float32)), TypeError,
+     r"`scores_in` must have a floating dtype"),
+])
+def test_new_measures_bad_arguments_raise(call, error, match):
     with pytest.raises(error, match=match):
         call()
