@@ -81,7 +81,7 @@ def main(argv=None):
     rows = []
 
     def pgd(e):
-        return jl.robust.pgd(apply, params, x, y, key, eps=e, n_steps=args.steps,
+        return jl.robust.pgd(apply, params, x, y, key=key, eps=e, n_steps=args.steps,
                              restarts=args.restarts, clip=(0.0, 1.0))
 
     t_vec, c_vec, adv_vec = _timed(lambda: pgd(jnp.asarray(eps)), args.repeats)

@@ -96,7 +96,7 @@ def _methods(task: str) -> dict:
         "integrated_gradients": lambda p, x, t, k: explain.integrated_gradients(
             apply, p, x, target=t, n_steps=32),
         "smoothgrad": lambda p, x, t, k: jnp.abs(explain.smoothgrad(
-            k, apply, p, x, target=t, n_samples=16, noise_level=0.15)),
+            apply, p, x, key=k, target=t, n_samples=16, noise_level=0.15)),
         "grad_cam": lambda p, x, t, k: explain.grad_cam(layers, p, x, layer=CAM_LAYER[task],
                                                         target=t),
         "occlusion": lambda p, x, t, k: explain.occlusion(apply, p, x, target=t,

@@ -65,7 +65,7 @@ def _fixed_filter_accuracy(key, maps, split):
         flat = _pad_columns(maps[..., channels].reshape(maps.shape[0], -1), width)
         stats = jl.data.fit_standardizer(flat[idx_train])
         params = jl.linear.fit_logistic_regression(
-            key, jl.data.standardize(flat[idx_train], stats), y_train, n_classes=10, l2=L2)
+            jl.data.standardize(flat[idx_train], stats), y_train, key=key, n_classes=10, l2=L2)
         predicted = jl.linear.predict(params, jl.data.standardize(flat[idx_test], stats))
         accuracy[name] = float(np.mean(np.asarray(predicted) == y_test))
     return accuracy

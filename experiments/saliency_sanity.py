@@ -68,7 +68,7 @@ def _methods(apply) -> dict:
         "gradient_x_input": lambda p, x, t, k: explain.gradient_x_input(apply, p, x, target=t),
         "integrated_gradients": lambda p, x, t, k: explain.integrated_gradients(
             apply, p, x, target=t, n_steps=32),
-        "smoothgrad": lambda p, x, t, k: explain.smoothgrad(k, apply, p, x, target=t,
+        "smoothgrad": lambda p, x, t, k: explain.smoothgrad(apply, p, x, key=k, target=t,
                                                             n_samples=16, noise_level=0.15),
     }
 
@@ -181,8 +181,8 @@ def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
         layers = jl.explain.param_layers(params)
         names = dict(zip(layers, LAYER_NAMES))
         x_explain = np.asarray(data.x_test[:n_explain])
-        for row in jl.explain.sanity_check(model.apply, params, x_explain, k_sanity,
-                                           methods=methods):
+        for row in jl.explain.sanity_check(model.apply, params, x_explain,
+                                           key=k_sanity, methods=methods):
             table[row["mode"]][names[row["layer"]]][row["method"]].append(row["spearman"])
 
         # The maps behind the table's last cascading row (same random weights, same target and

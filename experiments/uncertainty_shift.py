@@ -114,8 +114,8 @@ def _evaluate_seed(model, stacked, data, val, key, n_mc):
             "plain net": (jax.nn.softmax(logits)[None], jax.nn.log_softmax(logits)[None]),
             "temperature scaling": (jax.nn.softmax(scaled)[None],
                                     jax.nn.log_softmax(scaled)[None]),
-            "MC dropout": (unc.mc_dropout_predict(model.apply, single, x, k_mc,
-                                                  n_samples=n_mc), mc_log_probs),
+            "MC dropout": (unc.mc_dropout_predict(model.apply, single, x,
+                                                  key=k_mc, n_samples=n_mc), mc_log_probs),
             f"ensemble of {N_MEMBERS}": (unc.ensemble_predict(model.apply, stacked, x),
                                          member_log_probs)}
         for method, (probs, log_probs) in sampled.items():

@@ -69,8 +69,8 @@ def _fit_models(key, x, y, n_total):
     """The three models fitted on ``(x, y)`` (numpy), each returned as a predict function."""
     k_raw, k_phi, k_tree = jax.random.split(key, 3)
     xt, yt = _tile(x, y, n_total)
-    raw = jl.linear.fit_logistic_regression(k_raw, xt, yt, n_classes=2, l2=L2)
-    phi = jl.linear.fit_logistic_regression(k_phi, jl.features.phi_squares(xt), yt, n_classes=2,
+    raw = jl.linear.fit_logistic_regression(xt, yt, key=k_raw, n_classes=2, l2=L2)
+    phi = jl.linear.fit_logistic_regression(jl.features.phi_squares(xt), yt, key=k_phi, n_classes=2,
                                             l2=L2)
     seed = int(jax.random.randint(k_tree, (), 0, 2 ** 31 - 1))
     tree = DecisionTreeClassifier(random_state=seed).fit(x, y)

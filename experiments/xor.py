@@ -96,7 +96,7 @@ def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
         k_train, k_test, k_lin, k_mlp = jax.random.split(jax.random.key(seed), 4)
         x, y = jl.data.xor(k_train, n_train, noise=NOISE)
         xt, yt = jl.data.xor(k_test, n_test, noise=NOISE)
-        lin = jl.linear.fit_logistic_regression(k_lin, x, y, n_classes=2, l2=1e-4)
+        lin = jl.linear.fit_logistic_regression(x, y, key=k_lin, n_classes=2, l2=1e-4)
         linear_acc.append(float(jnp.mean(jl.linear.predict(lin, xt) == yt)))
         linear_corners.append(float(jnp.mean(jl.linear.predict(lin, corners) == corner_y)))
         params = _train_mlp(model, k_mlp, x, y, steps)

@@ -44,7 +44,7 @@ Example::
     >>> gap = completeness_gap(model.apply, params, x, maps)     # [4]; O(1 / n_steps^2) for tanh
     >>> bool(jnp.all(jnp.abs(gap) < 1e-3))
     True
-    >>> table = sanity_check(model.apply, params, x, jax.random.key(2), methods=("gradient",))
+    >>> table = sanity_check(model.apply, params, x, key=jax.random.key(2), methods=("gradient",))
     >>> [(row["mode"], row["layer"]) for row in table]
     [('cascading', ...), ('cascading', ...), ('independent', ...), ('independent', ...)]
 """
@@ -59,7 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlearn import _checks
+from jaxlearn import _checks, _keys
 from jaxlearn.apply import as_apply
 
 Array = jax.Array
@@ -307,7 +307,8 @@ def _completeness_gap(apply, params, x, attributions, baseline, target):
 
 # ------------------------------------------------------------------------------ SmoothGrad
 
-def smoothgrad(key: Array, apply_fn: Callable, params: Params, x: Array, *, target: Any = None,
+@_keys.key_keyword(0, "smoothgrad(apply_fn, params, x, key=key, ...)")
+def smoothgrad(apply_fn: Callable, params: Params, x: Array, *, key: Array, target: Any = None,
                n_samples: int = 50, noise_level: float = 0.15, chunk_size: int = 16) -> Array:
     """SmoothGrad (Smilkov et al. 2017): the gradient averaged over noisy copies of the input,
 
@@ -640,7 +641,8 @@ def _check_methods(methods: Any, apply: Callable) -> dict[str, Callable]:
     return result
 
 
-def sanity_check(apply_fn: Callable, params: Params, x: Array, key: Array, *,
+@_keys.key_keyword(3, "sanity_check(apply_fn, params, x, key=key, ...)")
+def sanity_check(apply_fn: Callable, params: Params, x: Array, *, key: Array,
                  methods: Sequence[str] | Mapping[str, Callable] = SANITY_METHODS,
                  layers: Sequence[str] | None = None, target: Any = None,
                  absolute: bool = True) -> list[dict[str, Any]]:
@@ -746,7 +748,7 @@ def smoothgrad_squared(apply_fn: Callable, params: Params, x: Array, *, key: Arr
     .. math:: SG^2(x) = (1/n) \\sum_{s=1}^{n} (\\partial f_t(x + \\epsilon_s) / \\partial x)^2,
 
     with exactly the noise of :func:`smoothgrad` (same ``sigma``; sample ``s`` drawn with
-    ``fold_in(key, s)``), so ``smoothgrad(key, ...)``, ``smoothgrad_squared(..., key=key)`` and
+    ``fold_in(key, s)``), so ``smoothgrad(..., key=key)``, ``smoothgrad_squared(..., key=key)`` and
     :func:`vargrad` with the same key see the same noisy copies and
     ``smoothgrad_squared = vargrad + smoothgrad ** 2``. Squaring removes the gradient's sign: the
     map says how strongly, not in which direction, a feature moves the logit.

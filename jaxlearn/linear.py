@@ -21,7 +21,7 @@ Example::
     >>> linear_predict(ridge(x, y, 1.0), x).shape     # ridge shrinks w towards 0
     (5,)
     >>> labels = jnp.array([0, 1, 0, 1, 1])    # 1 where x_0 > 1/2
-    >>> params = fit_logistic_regression(jax.random.key(0), x, labels, n_classes=2, l2=1e-3)
+    >>> params = fit_logistic_regression(x, labels, key=jax.random.key(0), n_classes=2, l2=1e-3)
     >>> predict(params, x)                     # [n] integer labels
     Array([0, 1, 0, 1, 1], dtype=int32)
 """
@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxlearn import _checks, losses, nn
+from jaxlearn import _checks, _keys, losses, nn
 
 Array = jax.Array
 Params = dict[str, Array]
@@ -216,7 +216,8 @@ def _fit_lbfgs(params, x, y, l2, tol, binary, steps):
     return params
 
 
-def fit_logistic_regression(key: Array, x: Any, y: Any, *, n_classes: int, l2: float = 0.0,
+@_keys.key_keyword(0, "fit_logistic_regression(x, y, key=key, n_classes=...)")
+def fit_logistic_regression(x: Any, y: Any, *, key: Array, n_classes: int, l2: float = 0.0,
                             steps: int = 500, tol: float = 1e-5) -> Params:
     """Full-batch maximum-likelihood (or L2-penalised MAP) fit of :func:`logistic_regression`.
 

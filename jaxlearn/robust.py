@@ -69,7 +69,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlearn import _checks, losses
+from jaxlearn import _checks, _keys, losses
 from jaxlearn.apply import as_apply
 
 Array = jax.Array
@@ -487,7 +487,8 @@ def fgsm(apply_fn: Callable, params: Params, x: Array, y: Array, *, eps: float |
     return out[0] if scalar else out
 
 
-def pgd(apply_fn: Callable, params: Params, x: Array, y: Array, key: PRNGKeyArray, *,
+@_keys.key_keyword(4, "pgd(apply_fn, params, x, y, key=key, eps=...)")
+def pgd(apply_fn: Callable, params: Params, x: Array, y: Array, *, key: PRNGKeyArray,
         eps: float | Array, n_steps: int = 10, step_size: float | None = None,
         norm: str = "linf", random_start: bool = True, targeted: bool = False,
         clip: tuple[float, float] | None = None, restarts: int = 1) -> Array:
@@ -540,7 +541,7 @@ def pgd(apply_fn: Callable, params: Params, x: Array, y: Array, key: PRNGKeyArra
     return out[0] if scalar else out
 
 
-def apgd(apply_fn: Callable, params: Params, x: Array, y: Array, key: PRNGKeyArray, *,
+def apgd(apply_fn: Callable, params: Params, x: Array, y: Array, *, key: PRNGKeyArray,
          eps: float | Array, n_steps: int = 100, norm: str = "linf", random_start: bool = True,
          targeted: bool = False, clip: tuple[float, float] | None = None,
          restarts: int = 1) -> Array:
@@ -967,12 +968,12 @@ def _pgd_training_args(eps, n_steps, step_size, norm, random_start, clip):
     return np.float32(eps), np.float32(step), _check_clip_pair(clip)
 
 
-def pgd_loss(apply_fn: Callable, params: Params, x: Array, y: Array, key: PRNGKeyArray, *,
+def pgd_loss(apply_fn: Callable, params: Params, x: Array, y: Array, *, key: PRNGKeyArray,
              eps: float, n_steps: int = 10, step_size: float | None = None, norm: str = "linf",
              random_start: bool = True, clip: tuple[float, float] | None = None) -> Array:
     """Madry et al.'s (2018) adversarial training objective with the true labels, a scalar:
 
-    ``mean_i L(f(x_adv_i), y_i)`` with ``x_adv = pgd(apply_fn, params, x, y, key, ...)``
+    ``mean_i L(f(x_adv_i), y_i)`` with ``x_adv = pgd(apply_fn, params, x, y, key=key, ...)``
 
     The PGD points are computed at the current ``params`` (test mode) and held fixed
     (``lax.stop_gradient``; the attack is not differentiated, by Danskin's theorem the gradient of
@@ -1087,7 +1088,7 @@ def _trades_per_example(clean_logits, adv_logits, y, beta):
     return ce + beta * losses.kl_divergence_from_logits(clean_logits, adv_logits)
 
 
-def trades_loss(apply_fn: Callable, params: Params, x: Array, y: Array, key: PRNGKeyArray, *,
+def trades_loss(apply_fn: Callable, params: Params, x: Array, y: Array, *, key: PRNGKeyArray,
                 eps: float, beta: float = 6.0, n_steps: int = 10,
                 step_size: float | None = None, norm: str = "linf",
                 clip: tuple[float, float] | None = None) -> Array:

@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxlearn import _checks, linear
+from jaxlearn import _checks, _keys, linear
 from jaxlearn import train as train_lib
 
 Array = jax.Array
@@ -228,7 +228,8 @@ def features(apply_backbone: Callable, params: Params, x: Array, *,
     return train_lib.predict(apply_backbone, params, x, batch_size=batch_size)
 
 
-def linear_probe(key: Array, x: Array, y: Array, *, n_classes: int, method: str = "ridge",
+@_keys.key_keyword(0, "linear_probe(x, y, key=key, n_classes=...)")
+def linear_probe(x: Array, y: Array, *, key: Array, n_classes: int, method: str = "ridge",
                  lam: float = 1.0, l2: float = 1e-4, steps: int = 500) -> dict[str, Array]:
     """Fits a linear head on frozen features; returns params of ``nn.dense(n_classes)``.
 
@@ -265,7 +266,7 @@ def linear_probe(key: Array, x: Array, y: Array, *, n_classes: int, method: str 
     if method == "ridge":
         targets = jax.nn.one_hot(jnp.asarray(y), n_classes, dtype=x.dtype)
         return linear.ridge(x, targets, lam)
-    params = linear.fit_logistic_regression(key, x, y, n_classes=n_classes, l2=l2, steps=steps)
+    params = linear.fit_logistic_regression(x, y, key=key, n_classes=n_classes, l2=l2, steps=steps)
     if n_classes == 2:
         zero = jnp.zeros_like(params["w"])
         return {"w": jnp.concatenate([zero, params["w"]], axis=1),

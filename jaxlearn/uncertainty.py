@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlearn import _checks
+from jaxlearn import _checks, _keys
 from jaxlearn import metrics as metrics_lib
 from jaxlearn.apply import as_apply
 
@@ -121,7 +121,8 @@ def _check_logits(name: str, logits: Any) -> Any:
 
 # ------------------------------------------------------------------------------- prediction
 
-def mc_dropout_predict(apply_fn: Callable, params: Params, x: Array, key: PRNGKeyArray, *,
+@_keys.key_keyword(3, "mc_dropout_predict(apply_fn, params, x, key=key, n_samples=...)")
+def mc_dropout_predict(apply_fn: Callable, params: Params, x: Array, *, key: PRNGKeyArray,
                        n_samples: int) -> Array:
     """Monte Carlo dropout: ``n_samples`` forward passes in train mode (dropout on), ``vmap``-ed.
 

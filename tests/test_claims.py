@@ -24,8 +24,8 @@ def test_unit_circle_raw_logistic_lacks_capacity_phi_learns_from_30_samples(seed
     k_train, k_test, k_fit = jax.random.split(jax.random.key(seed), 3)
     x, y = jl.data.unit_circle(k_train, 30)
     xt, yt = jl.data.unit_circle(k_test, 1000)
-    raw = jl.linear.fit_logistic_regression(k_fit, x, y, n_classes=2, l2=1e-3)
-    phi = jl.linear.fit_logistic_regression(k_fit, jl.features.phi_squares(x), y, n_classes=2,
+    raw = jl.linear.fit_logistic_regression(x, y, key=k_fit, n_classes=2, l2=1e-3)
+    phi = jl.linear.fit_logistic_regression(jl.features.phi_squares(x), y, key=k_fit, n_classes=2,
                                             l2=1e-3)
     assert _accuracy(raw, xt, yt) <= 0.75
     assert _accuracy(phi, jl.features.phi_squares(xt), yt) >= 0.95
@@ -33,7 +33,7 @@ def test_unit_circle_raw_logistic_lacks_capacity_phi_learns_from_30_samples(seed
 
 def test_xor_linear_fails_one_hidden_layer_succeeds():
     x, y = jl.data.xor_table()
-    lin = jl.linear.fit_logistic_regression(jax.random.key(0), x, y, n_classes=2, l2=1e-4)
+    lin = jl.linear.fit_logistic_regression(x, y, key=jax.random.key(0), n_classes=2, l2=1e-4)
     assert _accuracy(lin, x, y) <= 0.75  # a line gets at most 3 of the 4 corners
     model = jl.nn.mlp((4,), 2, activation="tanh")
     _, params = model.init(jax.random.key(0), (2,))

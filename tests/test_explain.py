@@ -159,7 +159,7 @@ def test_smoothgrad_matches_a_loop_over_the_documented_noise():
     x = _x((3, 6))
     key = jax.random.key(7)
     target = np.array([1, 0, 3])
-    got = explain.smoothgrad(key, apply, params, x, target=target, n_samples=5,
+    got = explain.smoothgrad(apply, params, x, key=key, target=target, n_samples=5,
                              noise_level=0.2, chunk_size=2)
     sigma = 0.2 * (x.max(axis=1, keepdims=True) - x.min(axis=1, keepdims=True))
     expected = np.zeros_like(x)
@@ -174,11 +174,12 @@ def test_smoothgrad_without_noise_is_the_gradient_and_keys_matter():
     apply, params = _tanh_mlp()
     x = _x((3, 6))
     plain = explain.saliency(apply, params, x)
-    quiet = explain.smoothgrad(jax.random.key(0), apply, params, x, n_samples=4, noise_level=0.0)
+    quiet = explain.smoothgrad(apply, params, x, key=jax.random.key(0), n_samples=4,
+                               noise_level=0.0)
     np.testing.assert_allclose(quiet, plain, atol=ATOL)
-    a = explain.smoothgrad(jax.random.key(0), apply, params, x, n_samples=4)
-    b = explain.smoothgrad(jax.random.key(0), apply, params, x, n_samples=4)
-    c = explain.smoothgrad(jax.random.key(1), apply, params, x, n_samples=4)
+    a = explain.smoothgrad(apply, params, x, key=jax.random.key(0), n_samples=4)
+    b = explain.smoothgrad(apply, params, x, key=jax.random.key(0), n_samples=4)
+    c = explain.smoothgrad(apply, params, x, key=jax.random.key(1), n_samples=4)
     np.testing.assert_array_equal(a, b)
     assert float(jnp.max(jnp.abs(a - c))) > 1e-3
 
@@ -276,7 +277,7 @@ def test_sanity_check_named_methods_agree_on_a_linear_model():
     apply, params = _linear()
     x = _x((5, 6))
     assert explain.param_layers(params) == ["<root>"]
-    rows = explain.sanity_check(apply, params, x, jax.random.key(0), absolute=False)
+    rows = explain.sanity_check(apply, params, x, key=jax.random.key(0), absolute=False)
     assert [r["method"] for r in rows] == list(explain.SANITY_METHODS) * 2
     score = {(r["mode"], r["method"]): r["spearman"] for r in rows}
     for mode in explain.SANITY_MODES:
@@ -289,8 +290,8 @@ def test_sanity_check_named_methods_agree_on_a_linear_model():
 @pytest.mark.slow
 def test_sanity_check_randomisation_breaks_gradient_maps(digits_mlp):
     model, params, x = digits_mlp
-    rows = explain.sanity_check(model.apply, params, x[:16], jax.random.key(0),
-                                methods=("gradient", "gradient_x_input"))
+    rows = explain.sanity_check(model.apply, params, x[:16],
+                                key=jax.random.key(0), methods=("gradient", "gradient_x_input"))
     layers = explain.param_layers(params)        # ["[0][0]", "[1]"]
     assert len(rows) == 2 * len(layers) * 2
     table = {(r["mode"], r["layer"], r["method"]): r for r in rows}
@@ -312,7 +313,7 @@ def test_sanity_check_randomisation_breaks_gradient_maps(digits_mlp):
 def test_sanity_check_gives_one_for_a_method_that_ignores_the_model(digits_mlp):
     model, params, x = digits_mlp
     methods = {"edge_detector": lambda p, xb, t, k: jnp.abs(jnp.diff(xb, axis=1))}
-    rows = explain.sanity_check(model.apply, params, x[:8], jax.random.key(0), methods=methods,
+    rows = explain.sanity_check(model.apply, params, x[:8], key=jax.random.key(0), methods=methods,
                                 layers=["[1]"])
     assert [(r["mode"], r["layer"]) for r in rows] == [("cascading", "[1]"),
                                                        ("independent", "[1]")]
@@ -349,10 +350,10 @@ def _bad_calls():
          ValueError, "`baseline` must have the shape"),
         (lambda: explain.completeness_gap(apply, params, x, x[:2]), ValueError,
          "`attributions` must have the shape"),
-        (lambda: explain.smoothgrad(0, apply, params, x), TypeError, "jax.random key"),
-        (lambda: explain.smoothgrad(key, apply, params, x, n_samples=0), ValueError,
+        (lambda: explain.smoothgrad(apply, params, x, key=0), TypeError, "jax.random key"),
+        (lambda: explain.smoothgrad(apply, params, x, key=key, n_samples=0), ValueError,
          "`n_samples` must be > 0"),
-        (lambda: explain.smoothgrad(key, apply, params, x, noise_level=-0.1), ValueError,
+        (lambda: explain.smoothgrad(apply, params, x, key=key, noise_level=-0.1), ValueError,
          "`noise_level` must be >= 0"),
         (lambda: explain.occlusion(apply, params, x, window=7), ValueError, "does not fit"),
         (lambda: explain.occlusion(apply, params, x, window=(1, 1, 1)), ValueError,
@@ -364,11 +365,11 @@ def _bad_calls():
         (lambda: explain.occlusion(apply, params, x, window=0), ValueError,
          r"`window\[0\]` must be > 0"),
         (lambda: explain.spearman_correlation(x, x[:, :5]), ValueError, "same shape"),
-        (lambda: explain.sanity_check(apply, params, x, key, layers=["dense"]), ValueError,
+        (lambda: explain.sanity_check(apply, params, x, key=key, layers=["dense"]), ValueError,
          "not a layer of `params`"),
-        (lambda: explain.sanity_check(apply, params, x, key, methods=("lime",)), ValueError,
+        (lambda: explain.sanity_check(apply, params, x, key=key, methods=("lime",)), ValueError,
          "`methods` must be one of"),
-        (lambda: explain.sanity_check(apply, params, x, key, methods="gradient"), TypeError,
+        (lambda: explain.sanity_check(apply, params, x, key=key, methods="gradient"), TypeError,
          "a sequence of names"),
         (lambda: explain.randomize_layers(key, params, ["<root>", "<root>"]), ValueError,
          "lists a layer"),
@@ -403,7 +404,7 @@ def test_smoothgrad_squared_and_vargrad_match_a_loop_over_the_same_noise():
     np.testing.assert_allclose(variance, np.var(grads, axis=0), atol=ATOL)   # divisor n
     assert float(np.min(np.var(grads, axis=0))) >= 0 and float(np.max(variance)) > 1e-4
     # SG^2 = VarGrad + SG^2-of-the-mean, with smoothgrad's own noise.
-    mean = explain.smoothgrad(key, apply, params, x, target=target, n_samples=5,
+    mean = explain.smoothgrad(apply, params, x, key=key, target=target, n_samples=5,
                               noise_level=0.2, chunk_size=3)
     np.testing.assert_allclose(squared, variance + np.asarray(mean) ** 2, atol=ATOL)
 

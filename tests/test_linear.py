@@ -171,7 +171,7 @@ def test_fit_logistic_regression_matches_sklearn(loader, n_classes):
     # tol 1e-8 puts sklearn within 4e-6 of its own tol-1e-12 coefficients (checked once).
     sk = LogisticRegression(C=1.0, tol=1e-8, max_iter=10_000).fit(x_tr, y_tr)
     params = linear.fit_logistic_regression(
-        jax.random.key(0), x_tr.astype(np.float32), y_tr, n_classes=n_classes,
+        x_tr.astype(np.float32), y_tr, key=jax.random.key(0), n_classes=n_classes,
         l2=1.0 / (2 * len(y_tr)))
     x_te32 = x_te.astype(np.float32)
     accuracy = float(np.mean(np.asarray(linear.predict(params, x_te32)) == y_te))
@@ -195,9 +195,9 @@ def test_fit_logistic_regression_same_key_same_bits_and_convex():
     # The shapes of the sklearn comparison above, so the compiled fit is reused.
     x, _, y, _ = _split(load_breast_cancer)
     x = x.astype(np.float32)
-    a = linear.fit_logistic_regression(jax.random.key(1), x, y, n_classes=2, l2=0.01)
-    b = linear.fit_logistic_regression(jax.random.key(1), x, y, n_classes=2, l2=0.01)
-    c = linear.fit_logistic_regression(jax.random.key(2), x, y, n_classes=2, l2=0.01)
+    a = linear.fit_logistic_regression(x, y, key=jax.random.key(1), n_classes=2, l2=0.01)
+    b = linear.fit_logistic_regression(x, y, key=jax.random.key(1), n_classes=2, l2=0.01)
+    c = linear.fit_logistic_regression(x, y, key=jax.random.key(2), n_classes=2, l2=0.01)
     np.testing.assert_array_equal(a["w"], b["w"])
     np.testing.assert_array_equal(a["b"], b["b"])
     # Another start reaches the same (unique, strongly convex) optimum: 1e-3 as above.
@@ -239,15 +239,16 @@ BAD = [
     (linear.linear_predict, ({"w": jnp.zeros(2)}, X), {}, TypeError,
      r"`params` must be a dict with keys \['b', 'w'\]"),
     (linear.logistic_regression, (1,), {}, ValueError, "`n_classes` must be >= 2, got 1"),
-    (linear.fit_logistic_regression, (KEY, X, LABELS + 1), {"n_classes": 2}, ValueError,
+    (linear.fit_logistic_regression, (X, LABELS + 1), {"key": KEY, "n_classes": 2}, ValueError,
      "`y` has label 2 but `n_classes` is 2"),
-    (linear.fit_logistic_regression, (KEY, X, LABELS.astype(np.float32)), {"n_classes": 2},
+    (linear.fit_logistic_regression, (X, LABELS.astype(np.float32)),
+     {"key": KEY, "n_classes": 2},
      TypeError, "`y` must hold integer class labels"),
-    (linear.fit_logistic_regression, (KEY, X, LABELS), {"n_classes": 2, "l2": -0.1},
+    (linear.fit_logistic_regression, (X, LABELS), {"key": KEY, "n_classes": 2, "l2": -0.1},
      ValueError, "`l2` must be >= 0"),
-    (linear.fit_logistic_regression, (KEY, X, LABELS), {"n_classes": 2, "steps": 0},
+    (linear.fit_logistic_regression, (X, LABELS), {"key": KEY, "n_classes": 2, "steps": 0},
      ValueError, "`steps` must be > 0"),
-    (linear.fit_logistic_regression, (0, X, LABELS), {"n_classes": 2}, TypeError,
+    (linear.fit_logistic_regression, (X, LABELS), {"key": 0, "n_classes": 2}, TypeError,
      "`key` must be a jax.random key"),
     (linear.predict, ({"w": jnp.zeros(2), "b": jnp.zeros(())}, X), {}, ValueError,
      r"`params\['w'\]` must be \[d, m\]"),

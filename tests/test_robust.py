@@ -120,7 +120,7 @@ def test_fgsm_raises_the_loss_and_targeted_lowers_the_target_loss():
 def test_pgd_one_full_step_without_random_start_is_fgsm():
     params, x, y = _linear_problem(seed=3)
     eps = np.array([0.05, 0.2], np.float32)
-    got = robust.pgd(linear_apply, params, x, y, jax.random.key(0), eps=eps, n_steps=1,
+    got = robust.pgd(linear_apply, params, x, y, key=jax.random.key(0), eps=eps, n_steps=1,
                      step_size=None, random_start=False, clip=(0.0, 1.0))
     fgsm = robust.fgsm(linear_apply, params, x, y, eps=eps, clip=(0.0, 1.0))
     # step_size=None is 2.5 eps / n_steps; the projection brings it back to eps: same point.
@@ -135,7 +135,7 @@ def test_pgd_stays_in_the_eps_ball_and_the_data_range(seed, norm, targeted, eps)
     # The random start puts the first iterate anywhere in the ball: the hardest case for P.
     params, x, y = _linear_problem(seed=seed)
     eps = np.asarray(eps, np.float32)
-    x_adv = np.asarray(robust.pgd(linear_apply, params, x, y, jax.random.key(seed), eps=eps,
+    x_adv = np.asarray(robust.pgd(linear_apply, params, x, y, key=jax.random.key(seed), eps=eps,
                                   n_steps=5, norm=norm, random_start=True, targeted=targeted,
                                   clip=(0.0, 1.0)), np.float64)
     delta = x_adv - np.float64(x)[None]
@@ -151,8 +151,8 @@ def test_pgd_stays_in_the_eps_ball_and_the_data_range(seed, norm, targeted, eps)
 def test_pgd_uses_the_budget_and_is_reproducible():
     params, x, y = _linear_problem(seed=4)
     key = jax.random.key(5)
-    a = robust.pgd(linear_apply, params, x, y, key, eps=0.1, n_steps=20, norm="l2")
-    b = robust.pgd(linear_apply, params, x, y, key, eps=0.1, n_steps=20, norm="l2")
+    a = robust.pgd(linear_apply, params, x, y, key=key, eps=0.1, n_steps=20, norm="l2")
+    b = robust.pgd(linear_apply, params, x, y, key=key, eps=0.1, n_steps=20, norm="l2")
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # Without a data range a linear model's loss grows along w_y - w_k: PGD ends on the sphere.
     norms = np.linalg.norm(np.asarray(a) - x, axis=1)
@@ -254,7 +254,7 @@ def _call(fn_name, **overrides):
         return robust.fgsm(linear_apply, params, x, y, **{"eps": 0.1, **overrides})
     if fn_name == "pgd":
         key = overrides.pop("key", jax.random.key(0))
-        return robust.pgd(linear_apply, params, x, y, key, **{"eps": 0.1, **overrides})
+        return robust.pgd(linear_apply, params, x, y, key=key, **{"eps": 0.1, **overrides})
     return robust.robustness_curve(linear_apply, params, x, y, np.array([0.0, 0.1], np.float32),
                                    **overrides)
 
@@ -358,9 +358,9 @@ def _pgd_reference(params, x, y, key, eps, step_size, n_steps, norm, clip):
 def test_pgd_with_one_restart_is_the_issue_4_pgd(norm):
     params, x, y = _linear_problem(seed=11)
     key, eps = jax.random.key(4), np.float32(0.2)
-    one = robust.pgd(linear_apply, params, x, y, key, eps=eps, n_steps=6, norm=norm,
+    one = robust.pgd(linear_apply, params, x, y, key=key, eps=eps, n_steps=6, norm=norm,
                      clip=(0.0, 1.0), restarts=1)
-    default = robust.pgd(linear_apply, params, x, y, key, eps=eps, n_steps=6, norm=norm,
+    default = robust.pgd(linear_apply, params, x, y, key=key, eps=eps, n_steps=6, norm=norm,
                          clip=(0.0, 1.0))
     np.testing.assert_array_equal(np.asarray(one), np.asarray(default))
     step = np.float32(2.5) * eps / np.float32(6)
@@ -383,7 +383,8 @@ def test_linf_attacks_on_a_binary_linear_model_end_at_the_fgsm_corner(attack):
     fgsm = robust.fgsm(linear_apply, params, x, y, eps=eps)
     np.testing.assert_array_equal(np.asarray(fgsm), corner)
     fn = robust.pgd if attack == "pgd" else robust.apgd
-    got = fn(linear_apply, params, x, y, jax.random.key(1), eps=eps, n_steps=10, restarts=3)
+    got = fn(linear_apply, params, x, y, key=jax.random.key(1), eps=eps, n_steps=10,
+             restarts=3)
     np.testing.assert_array_equal(np.asarray(got), corner)
 
 
@@ -400,12 +401,12 @@ def test_l2_attacks_on_a_binary_linear_model_move_eps_along_the_weight_differenc
     expected = np.float64(x) + eps * u
     key = jax.random.key(2)
     if attack == "pgd":
-        runs = [robust.pgd(linear_apply, params, x, y, key, eps=eps, n_steps=4, norm="l2",
+        runs = [robust.pgd(linear_apply, params, x, y, key=key, eps=eps, n_steps=4, norm="l2",
                            random_start=False),
-                robust.pgd(linear_apply, params, x, y, key, eps=eps, n_steps=30, norm="l2",
+                robust.pgd(linear_apply, params, x, y, key=key, eps=eps, n_steps=30, norm="l2",
                            step_size=eps, restarts=3)]
     else:
-        runs = [robust.apgd(linear_apply, params, x, y, key, eps=eps, n_steps=10, norm="l2",
+        runs = [robust.apgd(linear_apply, params, x, y, key=key, eps=eps, n_steps=10, norm="l2",
                             random_start=False)]
     for got in runs:
         np.testing.assert_allclose(np.asarray(got, np.float64), expected, rtol=0, atol=2e-6)
@@ -428,8 +429,9 @@ def test_restarts_are_never_worse_than_one_restart_per_example(digits_model, att
     eps = np.array([0.03, 0.06, 0.1], np.float32)
     fn = robust.pgd if attack == "pgd" else robust.apgd
     kw = {"eps": eps, "n_steps": 5, "clip": (0.0, 1.0)}
-    s1, l1 = _success_and_loss(params, fn(linear_apply, params, x, y, jax.random.key(3), **kw), y)
-    s4, l4 = _success_and_loss(params, fn(linear_apply, params, x, y, jax.random.key(3),
+    s1, l1 = _success_and_loss(params, fn(linear_apply, params, x, y, key=jax.random.key(3),
+                                          **kw), y)
+    s4, l4 = _success_and_loss(params, fn(linear_apply, params, x, y, key=jax.random.key(3),
                                           restarts=4, **kw), y)
     assert np.all(s4 >= s1)
     same = s4 == s1
@@ -462,7 +464,7 @@ def test_restarts_are_vmapped_not_unrolled():
 def test_apgd_stays_in_the_eps_ball_and_the_data_range(seed, norm, targeted, eps):
     params, x, y = _linear_problem(seed=seed)
     eps = np.asarray(eps, np.float32)
-    x_adv = np.asarray(robust.apgd(linear_apply, params, x, y, jax.random.key(seed), eps=eps,
+    x_adv = np.asarray(robust.apgd(linear_apply, params, x, y, key=jax.random.key(seed), eps=eps,
                                    n_steps=6, norm=norm, targeted=targeted, clip=(0.0, 1.0)),
                        np.float64)
     delta = x_adv - np.float64(x)[None]
@@ -499,8 +501,8 @@ def test_apgd_halves_its_step_and_closes_in_on_an_interior_maximum():
     x = np.linspace(0.0, 1.0, 41, dtype=np.float32)[:, None]
     y = np.zeros(41, np.int32)
     kw = {"eps": 1.0, "n_steps": 100, "random_start": False}
-    apgd = robust.apgd(_bump, params, x, y, jax.random.key(0), **kw)
-    pgd = robust.pgd(_bump, params, x, y, jax.random.key(0), **kw)
+    apgd = robust.apgd(_bump, params, x, y, key=jax.random.key(0), **kw)
+    pgd = robust.pgd(_bump, params, x, y, key=jax.random.key(0), **kw)
     assert np.abs(np.asarray(apgd) - 0.5).max() < 0.005
     assert np.abs(np.asarray(pgd) - 0.5).max() > 0.02
 
@@ -510,12 +512,12 @@ def test_apgd_is_reproducible_and_at_least_as_strong_as_pgd_with_the_same_budget
     x, y = x[1200:], y[1200:]
     eps = np.array([0.03, 0.06, 0.1], np.float32)
     kw = {"eps": eps, "n_steps": 10, "clip": (0.0, 1.0)}
-    a = robust.apgd(linear_apply, params, x, y, jax.random.key(1), **kw)
-    b = robust.apgd(linear_apply, params, x, y, jax.random.key(1), **kw)
+    a = robust.apgd(linear_apply, params, x, y, key=jax.random.key(1), **kw)
+    b = robust.apgd(linear_apply, params, x, y, key=jax.random.key(1), **kw)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    c = robust.apgd(linear_apply, params, x, y, jax.random.key(2), **kw)
+    c = robust.apgd(linear_apply, params, x, y, key=jax.random.key(2), **kw)
     assert np.any(np.asarray(a) != np.asarray(c))                     # the random start counts
-    pgd = robust.pgd(linear_apply, params, x, y, jax.random.key(1), **kw)
+    pgd = robust.pgd(linear_apply, params, x, y, key=jax.random.key(1), **kw)
     s_apgd, l_apgd = _success_and_loss(params, a, y)
     s_pgd, l_pgd = _success_and_loss(params, pgd, y)
     # Accuracy under APGD <= under PGD at every eps (measured: 0.841/0.724/0.424 against
@@ -538,7 +540,7 @@ def test_apgd_evaluates_one_gradient_per_iterate():
 
     def count(fn, **kw):
         calls.clear()
-        jax.block_until_ready(fn(counted, params, x, y, jax.random.key(0), **kw))
+        jax.block_until_ready(fn(counted, params, x, y, key=jax.random.key(0), **kw))
         jax.effects_barrier()
         return len(calls)
 
@@ -549,7 +551,7 @@ def test_apgd_evaluates_one_gradient_per_iterate():
 def test_targeted_apgd_lowers_the_target_loss():
     params, x, y = _linear_problem(seed=12)
     target = (y + 1) % 4
-    x_adv = robust.apgd(linear_apply, params, x, target, jax.random.key(0), eps=0.2,
+    x_adv = robust.apgd(linear_apply, params, x, target, key=jax.random.key(0), eps=0.2,
                         n_steps=10, targeted=True, random_start=False, clip=(0.0, 1.0))
     ce = losses.softmax_cross_entropy_with_integer_labels
     before = np.asarray(ce(linear_apply(params, x), target))
@@ -576,10 +578,10 @@ def test_robust_accuracy_is_the_per_example_minimum_over_attacks(digits_model):
     by_hand = {
         labels[0]: robust.fgsm(linear_apply, params, x, y, eps=eps, clip=(0.0, 1.0)),
         labels[1]: robust.pgd(linear_apply, params, x, y,
-                              jax.random.fold_in(jax.random.fold_in(key, 1), 0), eps=eps,
+                              key=jax.random.fold_in(jax.random.fold_in(key, 1), 0), eps=eps,
                               n_steps=5, restarts=2, clip=(0.0, 1.0)),
         labels[2]: robust.apgd(linear_apply, params, x, y,
-                               jax.random.fold_in(jax.random.fold_in(key, 2), 0), eps=eps,
+                               key=jax.random.fold_in(jax.random.fold_in(key, 2), 0), eps=eps,
                                n_steps=5, clip=(0.0, 1.0))}
     for label, x_adv in by_hand.items():
         correct = ~_success_and_loss(params, x_adv, y)[0]
@@ -605,13 +607,13 @@ def test_pgd_loss_gradient_is_the_cross_entropy_gradient_at_the_pgd_point():
     key = jax.random.key(3)
     ce = losses.softmax_cross_entropy_with_integer_labels
     kw = {"eps": 0.1, "n_steps": 5, "clip": (0.0, 1.0)}
-    x_adv = robust.pgd(linear_apply, params, x, y, key, **kw)
+    x_adv = robust.pgd(linear_apply, params, x, y, key=key, **kw)
 
     def at_fixed_point(p):
         return jnp.mean(ce(linear_apply(p, x_adv), y))
 
     def loss(p):
-        return robust.pgd_loss(linear_apply, p, x, y, key, **kw)
+        return robust.pgd_loss(linear_apply, p, x, y, key=key, **kw)
 
     # Same PGD points (float32, jit or not: 1e-6); a mean of 8 terms.
     np.testing.assert_allclose(float(loss(params)), float(at_fixed_point(params)), rtol=1e-6)
@@ -631,7 +633,7 @@ def test_pgd_apply_trains_on_pgd_points_of_the_models_own_predictions():
     plain = linear_apply(params, x)
     np.testing.assert_array_equal(np.asarray(wrapped(params, x)), np.asarray(plain))
     predicted = np.asarray(plain).argmax(1)
-    x_adv = robust.pgd(linear_apply, params, x, predicted, jax.random.split(key)[0], eps=0.1,
+    x_adv = robust.pgd(linear_apply, params, x, predicted, key=jax.random.split(key)[0], eps=0.1,
                        n_steps=5, clip=(0.0, 1.0))
     # float32 logits of the same points, computed in two programs: 1e-5.
     np.testing.assert_allclose(np.asarray(wrapped(params, x, key=key, train=True)),
@@ -645,7 +647,7 @@ def test_trades_with_beta_zero_is_the_clean_cross_entropy():
     ce = losses.softmax_cross_entropy_with_integer_labels
 
     def trades(p):
-        return robust.trades_loss(linear_apply, p, x, y, jax.random.key(0), eps=0.1, beta=0.0,
+        return robust.trades_loss(linear_apply, p, x, y, key=jax.random.key(0), eps=0.1, beta=0.0,
                                   clip=(0.0, 1.0))
 
     def clean(p):
@@ -677,7 +679,7 @@ def test_trades_inner_maximisation_reaches_a_corner_of_the_binary_linear_box():
     assert np.all(gaps < 1e-5)
     np.testing.assert_allclose(
         float(jnp.mean(objective.loss(jnp.asarray(out), y))),
-        float(robust.trades_loss(linear_apply, params, x, y, jax.random.split(key)[0], eps=eps,
+        float(robust.trades_loss(linear_apply, params, x, y, key=jax.random.split(key)[0], eps=eps,
                                  beta=beta, n_steps=10)), rtol=1e-6)
     # The gradient runs through the KL's both sides, f(x) and f(x') (x' held fixed), as in the
     # paper: by hand at the corner each example reached (float32 sums of 16 terms: 1e-5).
@@ -691,7 +693,7 @@ def test_trades_inner_maximisation_reaches_a_corner_of_the_binary_linear_box():
                         + beta * losses.kl_divergence_from_logits(clean, adv))
 
     def library(p):
-        return robust.trades_loss(linear_apply, p, x, y, jax.random.split(key)[0], eps=eps,
+        return robust.trades_loss(linear_apply, p, x, y, key=jax.random.split(key)[0], eps=eps,
                                   beta=beta, n_steps=10)
 
     g, g_hand = jax.grad(library)(params), jax.grad(by_hand)(params)
@@ -737,18 +739,18 @@ def _call_strong(fn_name, **overrides):
     params, x, y = _linear_problem()
     key = overrides.pop("key", jax.random.key(0))
     if fn_name == "pgd":
-        return robust.pgd(linear_apply, params, x, y, key, **{"eps": 0.1, **overrides})
+        return robust.pgd(linear_apply, params, x, y, key=key, **{"eps": 0.1, **overrides})
     if fn_name == "apgd":
-        return robust.apgd(linear_apply, params, x, y, key, **{"eps": 0.1, **overrides})
+        return robust.apgd(linear_apply, params, x, y, key=key, **{"eps": 0.1, **overrides})
     if fn_name == "robust_accuracy":
         return robust.robust_accuracy(linear_apply, params, x, y, key=key,
                                       **{"eps": 0.1, **overrides})
     if fn_name == "pgd_apply":
         return robust.pgd_apply(linear_apply, **{"eps": 0.1, **overrides})
     if fn_name == "pgd_loss":
-        return robust.pgd_loss(linear_apply, params, x, y, key, **{"eps": 0.1, **overrides})
+        return robust.pgd_loss(linear_apply, params, x, y, key=key, **{"eps": 0.1, **overrides})
     if fn_name == "trades_loss":
-        return robust.trades_loss(linear_apply, params, x, y, key, **{"eps": 0.1, **overrides})
+        return robust.trades_loss(linear_apply, params, x, y, key=key, **{"eps": 0.1, **overrides})
     return robust.trades_objective(linear_apply, **{"eps": 0.1, **overrides})
 
 

@@ -62,7 +62,7 @@ def test_ridge_probe_matches_the_normal_equations():
     # Batched vs whole-array matmul: float32 rounding only.
     np.testing.assert_allclose(feats, jax.nn.relu(X @ PARAMS[0][0]["w"] + PARAMS[0][0]["b"][None]),
                                rtol=1e-5, atol=1e-6)
-    probe = transfer.linear_probe(KEY, feats, Y, n_classes=N_CLASSES, lam=2.0)
+    probe = transfer.linear_probe(feats, Y, key=KEY, n_classes=N_CLASSES, lam=2.0)
     f = np.asarray(feats, np.float64)
     fc = f - f.mean(0)
     t = np.eye(N_CLASSES)[np.asarray(Y)]
@@ -74,7 +74,7 @@ def test_ridge_probe_matches_the_normal_equations():
 
 def test_logistic_probe_gives_one_logit_per_class():
     y2 = (X[:, 0] > 0).astype(jnp.int32)
-    probe = transfer.linear_probe(KEY, X, y2, n_classes=2, method="logistic", l2=1e-3)
+    probe = transfer.linear_probe(X, y2, key=KEY, n_classes=2, method="logistic", l2=1e-3)
     assert probe["w"].shape == (4, 2) and probe["b"].shape == (2,)
     np.testing.assert_array_equal(probe["w"][:, 0], 0.0)
     accuracy = float(jnp.mean(jnp.argmax(X @ probe["w"] + probe["b"][None], axis=1) == y2))
@@ -102,8 +102,8 @@ BAD = [
     (lambda: transfer.multi_lr(optax.sgd, {"body": -1.0}, ("body",)), ValueError, ">= 0"),
     (lambda: transfer.multi_lr(optax.sgd, {"body": 0.1}, ("body", "head")).init(PARAMS),
      ValueError, "head"),
-    (lambda: transfer.linear_probe(KEY, X, Y, n_classes=2), ValueError, "label 2"),
-    (lambda: transfer.linear_probe(KEY, X, Y, n_classes=3, method="svm"), ValueError, "method"),
+    (lambda: transfer.linear_probe(X, Y, key=KEY, n_classes=2), ValueError, "label 2"),
+    (lambda: transfer.linear_probe(X, Y, key=KEY, n_classes=3, method="svm"), ValueError, "method"),
     (lambda: transfer.fine_tune(MODEL.apply, PARAMS, X, Y, loss=LOSS, optimizer=optax.sgd(0.1),
                                 key=KEY, batch_size=20, steps=1, head_steps=-1),
      ValueError, "head_steps"),

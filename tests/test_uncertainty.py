@@ -170,7 +170,7 @@ def test_mc_dropout_samples_are_the_train_mode_passes():
     _, params = model.init(jax.random.key(0), (4,))
     x = jax.random.normal(jax.random.key(1), (6, 4))
     key = jax.random.key(2)
-    probs = uncertainty.mc_dropout_predict(model.apply, params, x, key, n_samples=5)
+    probs = uncertainty.mc_dropout_predict(model.apply, params, x, key=key, n_samples=5)
     assert probs.shape == (5, 6, 3)
     keys = jax.random.split(key, 5)
     by_hand = np.stack([jax.nn.softmax(model.apply(params, x, key=k, train=True))
@@ -178,7 +178,7 @@ def test_mc_dropout_samples_are_the_train_mode_passes():
     # vmap vs one call per key: same ops, rounding may differ in the last ulp.
     np.testing.assert_allclose(np.asarray(probs), by_hand, rtol=1e-6, atol=1e-7)
     assert float(jnp.max(jnp.std(probs, axis=0))) > 1e-3           # dropout makes them differ
-    again = uncertainty.mc_dropout_predict(model.apply, params, x, key, n_samples=5)
+    again = uncertainty.mc_dropout_predict(model.apply, params, x, key=key, n_samples=5)
     np.testing.assert_array_equal(np.asarray(probs), np.asarray(again))
 
 
@@ -299,7 +299,7 @@ _LOGITS = np.log(_P)
      r"`n_iter` must be > 0"),
     (lambda: uncertainty.apply_temperature(_LOGITS, -1.0), ValueError,
      r"`temperature` must be finite and > 0"),
-    (lambda: uncertainty.mc_dropout_predict(lambda p, x: x, {}, _P, jax.random.key(0),
+    (lambda: uncertainty.mc_dropout_predict(lambda p, x: x, {}, _P, key=jax.random.key(0),
                                             n_samples=0), ValueError, r"`n_samples` must be > 0"),
     (lambda: uncertainty.ensemble_predict(lambda p, x: x, {"a": np.zeros((3, 2)),
                                                            "b": np.zeros((4,))}, _P),
