@@ -79,7 +79,7 @@ def programs(model, steps: int):
     def forward_backward(params, xs, ys):
         def step(params, batch):
             grads = jax.grad(lambda p: _loss(model, p, *batch))(params)
-            return jax.tree_util.tree_map(lambda p, g: p - 1e-3 * g, params, grads), None
+            return jax.tree.map(lambda p, g: p - 1e-3 * g, params, grads), None
         return jax.lax.scan(step, params, (xs, ys))[0]
 
     return jax.jit(forward), jax.jit(forward_backward)
@@ -112,7 +112,7 @@ def relative_grad_diff(name: str, params, x, y) -> float:
         model = models(impl)[name][0]
         with jax.default_matmul_precision("highest"):
             grads.append(jax.jit(jax.grad(lambda p, m=model: _loss(m, p, x, y)))(params))
-    leaves_a, leaves_b = (jax.tree_util.tree_leaves(g) for g in grads)
+    leaves_a, leaves_b = (jax.tree.leaves(g) for g in grads)
     diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(leaves_a, leaves_b))
     return diff / max(float(jnp.max(jnp.abs(b))) for b in leaves_b)
 

@@ -37,7 +37,7 @@ from bench_fit import BATCH, LR, STEPS, models
 
 import jaxlearn as jl
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 # fp32 rounding is ~1e-7 relative; 40 Adam steps grow it ~3x here (measured 1.8e-7): 50x slack.
 CHECK_TOL = 1e-5
 CHECK_MEMBERS = 4
@@ -53,22 +53,22 @@ def run_sequential(model, params, data, fit_keys, steps):
     """``fit`` of each member in turn; returns (stacked params, train time, compile time)."""
     trained, train_time, compile_time = [], 0.0, 0.0
     for i in range(fit_keys.shape[0]):
-        member = jax.tree_util.tree_map(lambda p, i=i: p[i], params)
+        member = jax.tree.map(lambda p, i=i: p[i], params)
         result = jl.fit(model.apply, member, data.x_train, data.y_train, loss=CE,
                         optimizer=optax.adam(LR), key=fit_keys[i], batch_size=BATCH, steps=steps)
         jax.block_until_ready(result.params)
         trained.append(result.params)
         train_time += result.train_time
         compile_time += result.compile_time
-    stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trained)
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *trained)
     return stacked, train_time, compile_time
 
 
 def relative_diff(a, b) -> float:
     """``max |a - b| / max |b|`` over all leaves of two params pytrees."""
     diff = max(float(jnp.max(jnp.abs(x - y))) for x, y in
-               zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
-    return diff / max(float(jnp.max(jnp.abs(y))) for y in jax.tree_util.tree_leaves(b))
+               zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return diff / max(float(jnp.max(jnp.abs(y))) for y in jax.tree.leaves(b))
 
 
 def one_epoch_check(model, params, data, fit_keys) -> float:
@@ -77,9 +77,9 @@ def one_epoch_check(model, params, data, fit_keys) -> float:
     epoch = data.x_train.shape[0] // BATCH
     many = run_many(model, params, data, fit_keys, epoch)
     m = min(CHECK_MEMBERS, fit_keys.shape[0])
-    head = jax.tree_util.tree_map(lambda p: p[:m], params)
+    head = jax.tree.map(lambda p: p[:m], params)
     seq_params, _, _ = run_sequential(model, head, data, fit_keys[:m], epoch)
-    return relative_diff(jax.tree_util.tree_map(lambda p: p[:m], many.params), seq_params)
+    return relative_diff(jax.tree.map(lambda p: p[:m], many.params), seq_params)
 
 
 def accuracies(model, stacked, data) -> np.ndarray:
@@ -114,7 +114,7 @@ def main(argv=None):
         init_keys, fit_keys = jax.random.split(jax.random.key(0), (2, n))
         params = jl.nn.init_stacked(model, init_keys, (40,))
         n_seq = min(n, args.sequential_members or n)
-        head = jax.tree_util.tree_map(lambda p, k=n_seq: p[:k], params)
+        head = jax.tree.map(lambda p, k=n_seq: p[:k], params)
         many_train, many_compile, seq_train, seq_compile = [], [], [], []
         for _ in range(args.repeats):
             many = run_many(model, params, data, fit_keys, steps)
@@ -125,7 +125,7 @@ def main(argv=None):
                                                             fit_keys[:n_seq], steps)
             seq_train.append(t_train * n / n_seq)
             seq_compile.append(t_compile * n / n_seq)
-        many_head = jax.tree_util.tree_map(lambda p, k=n_seq: p[:k], many.params)
+        many_head = jax.tree.map(lambda p, k=n_seq: p[:k], many.params)
         acc_many = accuracies(model, many.params, data)
         acc_seq = accuracies(model, seq_params, data)
         if n_seq < n:

@@ -48,7 +48,7 @@ from bench_fit import BATCH, LR, STEPS, floor_program, models
 
 import jaxlearn as jl
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 CE_FN = jl.losses.softmax_cross_entropy_with_integer_labels
 REFERENCE_CNN_CONVS = ((5, 2, 1), (3, 2, 1), (3, 2, 1))  # (kernel, stride, padding), as bench_fit
 PEERS = ("jaxlearn", "jax one-scan floor", "jax.jit per step", "flax nnx per step",
@@ -123,7 +123,7 @@ def make_workloads(names, quick: bool) -> list[Workload]:
 
 def _layers(params) -> list[dict]:
     """The ``{"w", "b"}`` dicts of a serial model, in order (parameter-free layers hold ``()``)."""
-    return jax.tree_util.tree_leaves(params, is_leaf=lambda t: isinstance(t, dict))
+    return jax.tree.leaves(params, is_leaf=lambda t: isinstance(t, dict))
 
 
 def _residual_flags(w: Workload) -> list[bool]:
@@ -200,7 +200,7 @@ def run_floor(w: Workload, params0, seed: int) -> Run:
 def run_jit_per_step(w: Workload, params0, seed: int) -> Run:
     optimizer = optax.adam(w.learning_rate)
     x, y = w.data.x_train, w.data.y_train
-    params = jax.tree_util.tree_map(jnp.array, params0)  # a copy: the step donates its inputs
+    params = jax.tree.map(jnp.array, params0)  # a copy: the step donates its inputs
     opt_state = optimizer.init(params)
     t0 = time.perf_counter()
     step = jax.jit(_make_step(w.model.apply, optimizer), donate_argnums=(0, 1)).lower(

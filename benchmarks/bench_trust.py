@@ -37,7 +37,7 @@ import optax
 
 import jaxlearn as jl
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 
 
 def _timed(fn, repeats):

@@ -61,10 +61,10 @@ def _scan_program(apply, loss_fn, kind):
 
             if kind == "forward":
                 v = objective(p)
-                return (jax.tree_util.tree_map(lambda a: a + 1e-9 * v, p), s), v
+                return (jax.tree.map(lambda a: a + 1e-9 * v, p), s), v
             v, g = jax.value_and_grad(objective)(p)
             if kind == "sgd":
-                return (jax.tree_util.tree_map(lambda a, b: a - LR * b, p, g), s), v
+                return (jax.tree.map(lambda a, b: a - LR * b, p, g), s), v
             updates, s = opt.update(g, s, p)
             return (optax.apply_updates(p, updates), s), v
 

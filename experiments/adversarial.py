@@ -50,7 +50,7 @@ CLAIM = ("Classifiers trained on digits are fooled by tiny worst-case perturbati
          "adversarial training raises the MLP's accuracy under PGD at its training eps while "
          "clean accuracy stays high.")
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 CLIP = (0.0, 1.0)          # digits pixels lie in [0, 1]; adversarial inputs are kept there
 EPS_PAPER = 0.25           # Goodfellow et al.'s MNIST setting
 EPS_TRAIN = 0.1            # FGSM budget of adversarial training, and the eps robustness is read at
@@ -84,7 +84,7 @@ def _train_all(models, keys, data, quick):
 
 
 def _member(stacked, i):
-    return jax.tree_util.tree_map(lambda leaf: leaf[i], stacked)
+    return jax.tree.map(lambda leaf: leaf[i], stacked)
 
 
 def _at(eps_values, eps):

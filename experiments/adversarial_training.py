@@ -52,7 +52,7 @@ CLAIM = ("A robustness number counts only under strong attacks, and adversarial 
          "training (Madry et al. 2018) beats FGSM adversarial training, and PGD and TRADES "
          "training raise the worst-case robust accuracy over a plain model.")
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 CLIP = (0.0, 1.0)          # digits pixels lie in [0, 1]
 EPS_TRAIN = 0.1            # the training budget, where robustness is read
 LEARNING_RATE = 3e-3
@@ -90,7 +90,7 @@ def _objectives(layer, settings):
 
 
 def _member(stacked, i):
-    return jax.tree_util.tree_map(lambda leaf: leaf[i], stacked)
+    return jax.tree.map(lambda leaf: leaf[i], stacked)
 
 
 def _curves_figure(eps_values, acc):

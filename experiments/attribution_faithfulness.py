@@ -50,7 +50,7 @@ CLAIM = ("Gradient-based attribution maps (saliency, gradient x input, integrate
          "random map, paired over seeds), on MNIST-1D signals and on 8x8 digit images; the "
          "ranking of the methods is reported next to Adebayo et al.'s randomisation check.")
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 TASKS = ("MNIST-1D", "digits")
 METHODS = ("saliency", "gradient_x_input", "integrated_gradients", "smoothgrad", "grad_cam",
            "occlusion", "random")

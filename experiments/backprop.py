@@ -94,16 +94,16 @@ def _run_dtype(dtype_name, seed_values):
     results = {}
     for activation in ACTIVATIONS:
         for loss in LOSSES:
-            problems = [jax.tree_util.tree_map(functools.partial(_cast, dtype=dtype),
+            problems = [jax.tree.map(functools.partial(_cast, dtype=dtype),
                                                _problem(seed, loss)) for seed in seed_values]
-            params, x, y = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *problems)
+            params, x, y = jax.tree.map(lambda *a: jnp.stack(a), *problems)
             gradients = functools.partial(_gradients, activation=activation, loss=loss)
             hand, auto, fds = jax.vmap(gradients, in_axes=(0, 0, 0, None))(params, x, y, steps)
             flat_auto = jax.vmap(lambda t: jax.flatten_util.ravel_pytree(t)[0])(auto)
             flat_fd = jax.vmap(jax.vmap(lambda t: jax.flatten_util.ravel_pytree(t)[0]))(fds)
             curve = (jnp.max(jnp.abs(flat_fd[:, 1:] - flat_auto[:, None, :]), axis=-1)
                      / jnp.max(jnp.abs(flat_auto), axis=-1, keepdims=True))
-            fd_first = jax.tree_util.tree_map(lambda a: a[:, 0], fds)
+            fd_first = jax.tree.map(lambda a: a[:, 0], fds)
             results[(activation, loss)] = {
                 "hand_vs_grad": _rel_err_per_seed(hand, auto),
                 "fd_vs_grad": _rel_err_per_seed(fd_first, auto),

@@ -82,7 +82,7 @@ def _hand_count(params) -> float:
     Bias adds and activations are left out (they are ~2% of the total)."""
     conv_lengths = iter((19, 10, 5))
     total = 0
-    for leaf in jax.tree_util.tree_leaves(params):
+    for leaf in jax.tree.leaves(params):
         if leaf.ndim == 2:           # dense w: [in, out]
             total += 2 * leaf.shape[0] * leaf.shape[1]
         elif leaf.ndim == 3:         # conv1d w: [k, c_in, c_out]

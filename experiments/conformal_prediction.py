@@ -48,7 +48,7 @@ CLAIM = ("Split conformal prediction turns any classifier's probabilities into p
          "exchangeable data only: under Gaussian input noise APS's sets grow, more than LAC's, "
          "but far too little, and the coverage of both falls below 1 - alpha.")
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 ALPHA = 0.1
 N_CAL = 500                    # of the 1000 held-out signals; the other 500 are test points
 NOISE_STDS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)   # signals have sd ~1
@@ -187,7 +187,7 @@ def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
     empty = {name: [] for name in METHODS}
     accuracy = []
     for s in range(seeds):
-        params = jax.tree_util.tree_map(lambda leaf, i=s: leaf[i], trained)
+        params = jax.tree.map(lambda leaf, i=s: leaf[i], trained)
         noise_keys = jax.random.split(seed_keys[s][2], len(NOISE_STDS))
         probs = _probs_under_noise(model.apply, params, x_pool, noise_keys, stds)  # [L, n, K]
         accuracy.append(np.asarray(jnp.mean(jnp.argmax(probs, -1) == y_pool[None, :], axis=1)))

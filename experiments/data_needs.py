@@ -131,7 +131,7 @@ def _learning_curves(spec, seed_values, seed_offset, progress_step):
         init = jax.jit(lambda k, model=model: model.init(k, spec["input_shape"])[1])
         inits = [init(k) for k in jax.random.split(_offset_key(m_index, seed_offset),
                                                     n_members)]
-        params = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *inits)
+        params = jax.tree.map(lambda *leaves: jnp.stack(leaves), *inits)
         apply = _stacked(model)
         result = jl.fit(apply, params, x_train, y_train, loss=_summed_cross_entropy,
                         optimizer=optax.adam(mnist1d.LEARNING_RATE),

@@ -29,7 +29,7 @@ CLAIM = ("Inverted dropout is unbiased (averaged over masks it returns its input
 
 RATES = (0.1, 0.5, 0.9)
 MODELS = ("no dropout", "dropout")
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 N_UNITS = 1000
 QUICK_FULL_SEEDS = (3, 6)
 

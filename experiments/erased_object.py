@@ -45,7 +45,7 @@ CLAIM = ("On scenes whose background brightness is planted to follow the class w
          "chance: a classifier that never sees the object can still read the label from the "
          "background (Bissoto et al. 2019), and the ablations do not leak the object.")
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 CANVAS = 16         # scene side, pixels
 OBJECT = 8          # the 8x8 digit
 BORDER = 2          # the digit never touches this frame, so the border is background only

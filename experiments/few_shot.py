@@ -133,7 +133,7 @@ def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
     acc = {e: {h: {k: [] for k in SHOTS} for h in HEADS} for e in EMBEDDINGS}
     per_episode = {}
     for i, s in enumerate(seed_values):
-        params = {EMBEDDINGS[0]: jax.tree_util.tree_map(lambda a, i=i: a[i], protonets.params),
+        params = {EMBEDDINGS[0]: jax.tree.map(lambda a, i=i: a[i], protonets.params),
                   EMBEDDINGS[1]: classifier_params[0]}
         scales = {e: feature_scale(p) for e, p in params.items()}
         for k_shot in SHOTS:

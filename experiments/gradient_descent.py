@@ -113,7 +113,7 @@ def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
     per_seed = []
     for i in range(seeds):
         part = slice(i * n_starts, (i + 1) * n_starts)
-        wavy = jax.tree_util.tree_map(lambda a, part=part: a[part], all_wavy)
+        wavy = jax.tree.map(lambda a, part=part: a[part], all_wavy)
         ends = np.asarray(wavy.xs[:, -1])
         minima, is_min = _wavy_minima(ends)
         per_seed.append({"runs": {lr: xs[part] for lr, xs in all_runs.items()},

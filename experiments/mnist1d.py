@@ -17,7 +17,7 @@ CLAIM = ("On MNIST-1D (4000 training signals of length 40, 10 classes) the induc
          "architecture decides the accuracy: logistic regression ~32%, an MLP ~68%, a small CNN "
          "~94% (Greydanus 2020); the same recipe reproduces these numbers and their ordering.")
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 
 # The reference recipe (mnist1d's train.py, also benchmarks/bench_fit.py).
 LEARNING_RATE = 1e-2

@@ -34,7 +34,7 @@ CLAIM = ("Representations can be hand-designed or learned: a small CNN that lear
          "logistic regression on the best fixed filter bank (test accuracy at least the best "
          "fixed one minus 0.01).")
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 FILTERS = ("identity", "edge_x", "edge_y", "laplacian")
 FEATURE_SETS = {"raw pixels (identity)": ("identity",),
                 "Sobel edges (edge_x, edge_y)": ("edge_x", "edge_y"),

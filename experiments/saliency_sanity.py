@@ -43,7 +43,7 @@ CLAIM = ("Randomising an MLP's weights (Adebayo et al. 2018's model-parameter ra
          "the digit's own pixels, because multiplying by the input keeps the input's structure "
          "whatever the weights.")
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 METHODS = ("gradient", "gradient_x_input", "integrated_gradients", "smoothgrad")
 LABELS = {"gradient": "gradient", "gradient_x_input": "gradient x input",
           "integrated_gradients": "integrated gradients", "smoothgrad": "SmoothGrad"}

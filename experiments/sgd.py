@@ -51,7 +51,7 @@ CLAIM = ("At an equal number of epochs, mini-batch SGD reaches a much lower trai
          "the same effective step lr / (1 - momentum) (<= 0.85x), and a cosine learning-rate "
          "schedule lowers the final loss of momentum SGD further (<= 0.85x).")
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 LEARNING_RATE = 0.05
 MOMENTUM = 0.9
 HIDDEN = (100, 100)
@@ -98,7 +98,7 @@ def _interval(values) -> str:
 
 def _repeat(tree, n):
     """Every leaf's leading (member) axis repeated ``n`` times: ``[s] -> [n * s]``."""
-    return jax.tree_util.tree_map(lambda a: jnp.concatenate([a] * n), tree)
+    return jax.tree.map(lambda a: jnp.concatenate([a] * n), tree)
 
 
 def _batch_slope(final, names):

@@ -217,7 +217,7 @@ def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
                      batch_size=64, epochs=epochs)
         last = {}
         for j, ((name, correlation), (x_train, has_token)) in enumerate(zip(runs, planted)):
-            params = jax.tree_util.tree_map(lambda leaf, j=j: leaf[j], fit.params)
+            params = jax.tree.map(lambda leaf, j=j: leaf[j], fit.params)
             measured = _measure(model, params, data,
                                 MAIN_CORRELATION if correlation is None else correlation, k_test)
             slot = results[name][MAIN_CORRELATION if correlation is None else correlation]

@@ -49,7 +49,7 @@ CLAIM = ("A backbone pretrained on a related source task (MNIST-1D digits 0-4) p
          "advantage shrinks as labels grow, and it is gone by 200 labels per class (gap <= "
          "0.02).")
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 N_CLASSES = 5                     # source digits 0-4; target digits 5-9 relabelled 0-4
 FEATURES = 64                     # width of the backbone's output
 BATCH_SIZE = 50
@@ -187,7 +187,7 @@ def tiled_length(sizes, n_classes: int = N_CLASSES) -> int:
 
 
 def stack_params(trees):
-    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
 def init_members(layer: jl.nn.Layer, key, m: int, input_shape):
@@ -253,7 +253,7 @@ def _curves(key, pretrained, target, sizes, seeds, steps, head_steps, progress_s
     val[METHODS[1]] = np.take_along_axis(probe["val"], best_lam[None], 0)[0]
     progress_step()
 
-    body = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (m, *a.shape)), pretrained)
+    body = jax.tree.map(lambda a: jnp.broadcast_to(a, (m, *a.shape)), pretrained)
     heads = init_members(jl.nn.dense(N_CLASSES), k_head, m, (FEATURES,))
     optimizer = jl.transfer.multi_lr(optax.adam, FINE_TUNE_LR, ("body", "head"))
     tuned = jl.transfer.fine_tune(apply_m, (body, heads), x_m, y_m, loss=summed_cross_entropy,

@@ -48,7 +48,7 @@ CLAIM = ("As Gaussian noise on the inputs grows, every digits classifier loses a
          "in-distribution NLL, and the ensemble's entropy tells clean from heavily noised "
          "inputs (AUROC well above 0.5).")
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 N_MEMBERS = 5
 LEARNING_RATE = 3e-3      # long training at this rate leaves the single net overconfident
 NOISE_STDS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)   # std of N(0, std^2) added to pixels in [0, 1]
@@ -65,11 +65,11 @@ GUO = {"source": "Guo et al. 2017, table 1 (CIFAR-10, LeNet-5)", "ece_before": 0
 
 
 def _member(stacked, index):
-    return jax.tree_util.tree_map(lambda leaf: leaf[index], stacked)
+    return jax.tree.map(lambda leaf: leaf[index], stacked)
 
 
 def _members(stacked, start, stop):
-    return jax.tree_util.tree_map(lambda leaf: leaf[start:stop], stacked)
+    return jax.tree.map(lambda leaf: leaf[start:stop], stacked)
 
 
 @jax.jit
@@ -88,7 +88,7 @@ def _predictive_nll(log_probs, y):
 def _sample_log_probs(model, stacked, x, mc_keys):
     """Log-probabilities ``[S, n, K]`` behind the MC dropout (one train-mode pass per key, as
     ``mc_dropout_predict`` draws them) and ensemble (one pass per member) predictions."""
-    single = jax.tree_util.tree_map(lambda leaf: leaf[0], stacked)
+    single = jax.tree.map(lambda leaf: leaf[0], stacked)
     mc = jax.vmap(lambda k: model.apply(single, x, key=k, train=True))(mc_keys)
     members = jax.vmap(model.apply, in_axes=(0, None))(stacked, x)
     return jax.nn.log_softmax(mc), jax.nn.log_softmax(members)

@@ -73,7 +73,7 @@ def _init_bank(widths, seed_values):
     (hidden, _), out = params
     params = (({"w": hidden["w"], "b": hidden["b"]}, ()),
               {"w": out["w"] * scale[:, None, None], "b": out["b"] * scale[:, None]})
-    params = jax.tree_util.tree_map(jnp.multiply, params, masks)
+    params = jax.tree.map(jnp.multiply, params, masks)
     return params, masks
 
 
@@ -112,7 +112,7 @@ def run(*, quick: bool = False, seeds: int | None = None, seed_offset: int = 0,
     def apply(params, xb):
         """``xb`` ``[1, n, 1]`` (the whole set as one example) -> ``[1, n_models, n]``."""
         outs = [jax.vmap(lambda p, m, a=a: models[a].apply(
-                    jax.tree_util.tree_map(jnp.multiply, p, m), xb[0])[:, 0])(params[a], masks)
+                    jax.tree.map(jnp.multiply, p, m), xb[0])[:, 0])(params[a], masks)
                 for a in ACTIVATIONS]
         return jnp.concatenate(outs, axis=0)[None]
 

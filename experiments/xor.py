@@ -42,7 +42,7 @@ CLAIM = ("No linear model separates XOR (at most 3 of the 4 corners right: accur
          "within 0.01 of the Bayes accuracy at noise 0.3) and beats the linear model by at "
          "least 0.99 - 0.75 = 0.24.")
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 NOISE = 0.3
 HIDDEN = 8
 # One optimizer object for every seed: fit's compiled programs are keyed on it.

@@ -45,7 +45,7 @@ class Placement(NamedTuple):
     @staticmethod
     def single_device() -> Placement:
         def state(tree):
-            return jax.tree_util.tree_map(_fresh_copy, tree)
+            return jax.tree.map(_fresh_copy, tree)
 
         # numpy ints go to the device inside the call's fast path
         return Placement(state, jax.device_put, np.int32, None)
@@ -77,7 +77,7 @@ class Placement(NamedTuple):
             return jax.make_array_from_callback(host.shape, replicated, lambda idx: host[idx])
 
         def place(tree):
-            return jax.tree_util.tree_map(leaf, tree)
+            return jax.tree.map(leaf, tree)
 
         return Placement(place, place, lambda v: place(np.int32(v)),
                          jax.sharding.NamedSharding(mesh, P("data")))
@@ -124,7 +124,7 @@ def format_bytes(n: int) -> str:
 
 def nbytes(tree) -> int:
     return sum(int(np.prod(np.shape(a))) * np.dtype(a.dtype).itemsize
-               for a in jax.tree_util.tree_leaves(tree))
+               for a in jax.tree.leaves(tree))
 
 
 def check_fits_in_memory(data, params, free_bytes: Callable = free_device_bytes) -> None:

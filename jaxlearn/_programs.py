@@ -42,7 +42,7 @@ def trace_context() -> tuple:
 
 
 def _signature(args) -> tuple:
-    leaves, treedef = jax.tree_util.tree_flatten(args)
+    leaves, treedef = jax.tree.flatten(args)
     return treedef, tuple((jax.typeof(a), getattr(a, "sharding", None)) for a in leaves)
 
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-Array = jax.Array
+from jaxlearn._types import Array
 
 
 class Carry(NamedTuple):
@@ -40,7 +40,7 @@ def _tree_all_finite(tree) -> Array:
     """Whether every float in ``tree`` is finite, as one reduction over the concatenated leaves:
     XLA fuses it into one loop, where a reduction per leaf costs a kernel each (measured: the
     guard over params and Adam's state as per-leaf reductions made a step ~5% slower)."""
-    leaves = [leaf.ravel() for leaf in jax.tree_util.tree_leaves(tree)
+    leaves = [leaf.ravel() for leaf in jax.tree.leaves(tree)
               if jnp.issubdtype(leaf.dtype, jnp.inexact)]
     if not leaves:
         return jnp.asarray(True)
@@ -83,7 +83,7 @@ def make_step(model, loss_fn: Callable, optimizer: optax.GradientTransformationE
         if nan_guard:
             ok = (jnp.isfinite(value) & _tree_all_finite((params, opt_state, model_state))
                   & (carry.bad_step < 0))
-            keep = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o),
+            keep = jax.tree.map(lambda n, o: jnp.where(ok, n, o),
                                           new[:3], tuple(carry[:3]))
             bad = jnp.where((carry.bad_step < 0) & ~ok, index, carry.bad_step)
             new = Carry(*keep, bad)
@@ -132,7 +132,7 @@ def guard_epoch(epoch: Callable, n_steps: int) -> Callable:
         def run(c):
             new, losses = epoch(c, data, key, epoch_index, step0)
             ok = jnp.all(jnp.isfinite(losses)) & _tree_all_finite(tuple(new[:3]))
-            kept = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o),
+            kept = jax.tree.map(lambda n, o: jnp.where(ok, n, o),
                                           tuple(new[:3]), tuple(c[:3]))
             bad = jnp.where(ok, c.bad_step, jnp.asarray(step0, c.bad_step.dtype))
             return Carry(*kept, bad), losses

@@ -23,8 +23,7 @@ from typing import Any
 
 import jax
 
-Array = jax.Array
-Params = Any
+from jaxlearn._types import Params
 
 
 def _takes_kwarg(fn: Callable, name: str) -> bool:
@@ -216,14 +215,14 @@ def from_nnx(model: Any) -> tuple[StatefulApply, Params]:
     from flax import nnx
 
     graphdef, rng_state, variables = nnx.split(model, nnx.RngState, ...)
-    rng_leaves, rng_def = jax.tree_util.tree_flatten(rng_state)
+    rng_leaves, rng_def = jax.tree.flatten(rng_state)
 
     def rngs_from(key):
         # Fresh RNG variables inside the trace: every stream's key drawn from `key` (counts kept).
         leaves = [jax.random.fold_in(key, i)
                   if key is not None and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
                   else leaf for i, leaf in enumerate(rng_leaves)]
-        return jax.tree_util.tree_unflatten(rng_def, leaves)
+        return jax.tree.unflatten(rng_def, leaves)
 
     def split(variables):
         params = nnx.filter_state(variables, nnx.Param)
@@ -236,7 +235,7 @@ def from_nnx(model: Any) -> tuple[StatefulApply, Params]:
     def apply_train(params, rest, x, *, key=None):
         # Fresh Variable objects in the current trace (the ones passed in may belong to an outer
         # scan or grad trace, where nnx forbids mutation).
-        params, rest = jax.tree_util.tree_map(lambda a: a, (params, rest))
+        params, rest = jax.tree.map(lambda a: a, (params, rest))
         module = nnx.merge(graphdef, rngs_from(key), merge(params, rest))
         module.train()
         out = module(x)

@@ -37,11 +37,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxlearn import _checks
+from jaxlearn._types import Array, PRNGKeyArray
 from jaxlearn.apply import as_apply
 from jaxlearn.data import add_noise, random_crop, random_flip, random_shift
 
-Array = jax.Array
-PRNGKeyArray = jax.Array
 Transform = Callable[[PRNGKeyArray, Array], Array]
 
 __all__ = ["add_noise", "augment", "cutout", "mixup", "random_crop", "random_flip",

@@ -48,8 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlearn import _checks, losses
+from jaxlearn._types import Array
 
-Array = jax.Array
 Params = dict[str, Array]
 
 MLP1_ACTIVATIONS = ("sigmoid", "tanh", "relu")

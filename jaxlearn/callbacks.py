@@ -30,9 +30,8 @@ import jax.numpy as jnp
 from flax import serialization
 
 from jaxlearn import _checks
+from jaxlearn._types import Params
 from jaxlearn.state import TrainState
-
-Params = Any
 
 
 class Callback:
@@ -144,7 +143,7 @@ class EarlyStopping(Callback):
         self.best_params = None
         if data.get("best_params") is not None:
             restored = serialization.from_state_dict(params, data["best_params"])
-            self.best_params = jax.tree_util.tree_map(jnp.asarray, restored)
+            self.best_params = jax.tree.map(jnp.asarray, restored)
 
 
 class ProgressBar(Callback):

@@ -171,7 +171,7 @@ def _restore(path: str, name: str, target: Any, stored: Any) -> Any:
         raise CheckpointError(f"checkpoint {path!r}: `{name}` does not match the expected "
                               f"structure: {err}") from err
     want = jax.tree_util.tree_leaves_with_path(target)
-    got = jax.tree_util.tree_leaves(restored)
+    got = jax.tree.leaves(restored)
     if len(want) != len(got):
         raise CheckpointError(f"checkpoint {path!r}: `{name}` has {len(got)} arrays, expected "
                               f"{len(want)}")

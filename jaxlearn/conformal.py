@@ -68,9 +68,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlearn import _checks, uncertainty
-
-Array = jax.Array
-PRNGKeyArray = jax.Array
+from jaxlearn._types import Array, PRNGKeyArray
 
 METHODS = ("lac", "aps", "raps")
 # Angelopoulos & Bates call LAC's 1 - p_y simply "the score"; both names are accepted.

@@ -41,9 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlearn import _checks
-
-Array = jax.Array
-PRNGKeyArray = jax.Array
+from jaxlearn._types import Array, PRNGKeyArray
 
 
 class Dataset(NamedTuple):

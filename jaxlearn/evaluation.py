@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,10 +19,8 @@ import jax.numpy as jnp
 from jaxlearn import _checks, losses
 from jaxlearn import metrics as metrics_lib
 from jaxlearn._programs import compile_program
+from jaxlearn._types import Array, Params
 from jaxlearn.apply import as_apply
-
-Array = jax.Array
-Params = Any
 
 LABEL_KINDS = ("integer", "one_hot", "binary", "regression")
 

@@ -60,10 +60,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlearn import _checks, _keys
+from jaxlearn._types import Array, Params
 from jaxlearn.apply import as_apply
-
-Array = jax.Array
-Params = Any
 
 IG_RULES = ("midpoint", "trapezoid")
 SANITY_METHODS = ("gradient", "gradient_x_input", "integrated_gradients", "smoothgrad")
@@ -561,7 +559,7 @@ def _leaf_layers(params: Params, layers: Sequence[str]) -> list[int]:
 def _random_leaves(key: Array, params: Params) -> list[Array]:
     """One draw ``N(0, std(leaf)^2)`` per leaf, leaf ``i`` from ``fold_in(key, i)``."""
     return [jax.random.normal(jax.random.fold_in(key, i), leaf.shape, leaf.dtype) * jnp.std(leaf)
-            for i, leaf in enumerate(jax.tree_util.tree_leaves(params))]
+            for i, leaf in enumerate(jax.tree.leaves(params))]
 
 
 def _check_layers(params: Params, layers: Any) -> list[str]:
@@ -601,9 +599,9 @@ def randomize_layers(key: Array, params: Params, layers: Sequence[str]) -> Param
 
 @functools.partial(jax.jit, static_argnums=2)
 def _randomize_layers(key, params, owner):
-    leaves, treedef = jax.tree_util.tree_flatten(params)
+    leaves, treedef = jax.tree.flatten(params)
     drawn = _random_leaves(key, params)
-    return jax.tree_util.tree_unflatten(
+    return jax.tree.unflatten(
         treedef, [d if o >= 0 else leaf for leaf, d, o in zip(leaves, drawn, owner)])
 
 
@@ -710,7 +708,7 @@ def sanity_check(apply_fn: Callable, params: Params, x: Array, *, key: Array,
 @functools.partial(jax.jit, static_argnums=(0, 7, 8))
 def _sanity_scores(methods, params, x, target, k_weights, k_maps, chosen, owner, absolute):
     """``[n_configs, n_methods, batch]`` Spearman correlations, trained vs randomised maps."""
-    leaves, treedef = jax.tree_util.tree_flatten(params)
+    leaves, treedef = jax.tree.flatten(params)
     drawn = _random_leaves(k_weights, params)
 
     def all_maps(p):
@@ -722,7 +720,7 @@ def _sanity_scores(methods, params, x, target, k_weights, k_maps, chosen, owner,
     def score(row):
         mixed = [jnp.where(row[o], d, leaf) if o >= 0 else leaf
                  for leaf, d, o in zip(leaves, drawn, owner)]
-        maps = all_maps(jax.tree_util.tree_unflatten(treedef, mixed))
+        maps = all_maps(jax.tree.unflatten(treedef, mixed))
         return jnp.stack([_spearman(r, m) for r, m in zip(reference, maps)])
 
     return jax.lax.map(score, chosen)

@@ -38,9 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlearn import _checks, explain
-
-Array = jax.Array
-Params = Any
+from jaxlearn._types import Array, Params
 
 SCORES = ("probability", "logit")
 

@@ -22,9 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlearn import _checks
-
-Array = jax.Array
-PRNGKeyArray = jax.Array
+from jaxlearn._types import Array, PRNGKeyArray
 
 
 def phi_squares(x: Array) -> Array:

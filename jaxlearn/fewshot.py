@@ -51,11 +51,8 @@ import optax
 
 from jaxlearn import _checks, linear, losses
 from jaxlearn import metrics as metrics_lib
+from jaxlearn._types import Array, Params
 from jaxlearn.apply import as_apply
-
-Array = jax.Array
-Params = Any
-
 
 # --------------------------------------------------------------------------------- sampling
 
@@ -371,7 +368,7 @@ def train_protonet(embed_apply: Callable, params: Params, x: Array, y: Array, *,
     _checks.check_positive("steps", steps, integer=True)
     _checks.check_positive("episodes_per_step", episodes_per_step, integer=True)
     apply = as_apply(embed_apply)
-    params = jax.tree_util.tree_map(jnp.asarray, params)
+    params = jax.tree.map(jnp.asarray, params)
 
     @jax.jit
     def run(params, key):
@@ -486,7 +483,7 @@ def _evaluate_finetune(apply, params, episodes, steps, learning_rate, l2):
 
         def step(head, _):
             grads = jax.grad(objective)(head)
-            return jax.tree_util.tree_map(lambda p, g: p - learning_rate * g, head, grads), None
+            return jax.tree.map(lambda p, g: p - learning_rate * g, head, grads), None
 
         head0 = {"w": jnp.zeros((support.shape[1], n_way), support.dtype),
                  "b": jnp.zeros((n_way,), support.dtype)}

@@ -36,8 +36,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxlearn import _checks, _keys, losses, nn
+from jaxlearn._types import Array
 
-Array = jax.Array
 Params = dict[str, Array]
 
 
@@ -259,7 +259,7 @@ def fit_logistic_regression(x: Any, y: Any, *, key: Array, n_classes: int, l2: f
     _checks.check_positive("tol", tol)
     x = jnp.asarray(x)
     _, params = logistic_regression(n_classes).init(key, (x.shape[1],))
-    params = jax.tree_util.tree_map(lambda p: p.astype(x.dtype), params)
+    params = jax.tree.map(lambda p: p.astype(x.dtype), params)
     return _fit_lbfgs(params, x, jnp.asarray(y), l2, tol, n_classes == 2, steps)
 
 

@@ -30,8 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlearn import _checks
-
-Array = jax.Array
+from jaxlearn._types import Array
 
 
 def _xlogy(x: Array, y: Array) -> Array:
@@ -276,12 +275,17 @@ def l2_penalty(params: Any, *, include_biases: bool = False) -> Array:
     return total
 
 
-# Names accepted by the trainer and metrics, with the label form each expects.
+# The loss names accepted by the trainer and metrics (`jl.fit(..., loss=SOFTMAX_CE_INT)`), defined
+# once: the rest of the library, the experiments and the tests use these constants.
+MSE = "mse"
+SIGMOID_BCE = "sigmoid_binary_cross_entropy"
+SOFTMAX_CE = "softmax_cross_entropy"
+SOFTMAX_CE_INT = "softmax_cross_entropy_with_integer_labels"
 LOSSES = {
-    "mse": mse,
-    "sigmoid_binary_cross_entropy": sigmoid_binary_cross_entropy,
-    "softmax_cross_entropy": softmax_cross_entropy,
-    "softmax_cross_entropy_with_integer_labels": softmax_cross_entropy_with_integer_labels,
+    MSE: mse,
+    SIGMOID_BCE: sigmoid_binary_cross_entropy,
+    SOFTMAX_CE: softmax_cross_entropy,
+    SOFTMAX_CE_INT: softmax_cross_entropy_with_integer_labels,
 }
 
 

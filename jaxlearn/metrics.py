@@ -24,8 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlearn import _checks
-
-Array = jax.Array
+from jaxlearn._types import Array
 
 # Rows of a probability matrix may sum to 1 up to this much: a float32 softmax over a few thousand
 # classes is off by ~1e-6, so 1e-4 refuses real mistakes (unnormalised scores) and nothing else.

@@ -33,10 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxlearn import _checks
-
-Array = jax.Array
-Params = Any
-Shape = tuple[int, ...]
+from jaxlearn._types import Array, Params, Shape
 
 
 class Layer(NamedTuple):
@@ -69,11 +66,21 @@ _WEIGHT_INITS: dict[str, Callable[..., Array]] = {
 INITIALIZERS = tuple(_WEIGHT_INITS)
 
 
-def _init_weight_and_bias(key: Array, w_shape: Shape, n_out: int, w_init: str, use_bias: bool):
-    _checks.check_choice("w_init", w_init, INITIALIZERS)
+def _check_w_init(w_init: Any) -> None:
+    """A weight initialiser: a name in :data:`INITIALIZERS` or a callable ``f(key, shape, dtype)``
+    (a ``jax.nn.initializers`` function, say)."""
+    if not callable(w_init):
+        _checks.check_choice("w_init", w_init, INITIALIZERS)
+
+
+def _init_weight_and_bias(key: Array, w_shape: Shape, n_out: int, w_init: Any, use_bias: bool):
+    _check_w_init(w_init)
     fan_in = math.prod(w_shape[:-1])
     k_w, k_b = jax.random.split(key)
-    if w_init == "torch":
+    if callable(w_init):
+        w = w_init(k_w, w_shape, jnp.float32)
+        b = jnp.zeros((n_out,), jnp.float32)
+    elif w_init == "torch":
         w = torch_default_uniform(k_w, w_shape, fan_in)
         b = torch_default_uniform(k_b, (n_out,), fan_in)
     else:
@@ -84,20 +91,22 @@ def _init_weight_and_bias(key: Array, w_shape: Shape, n_out: int, w_init: str, u
 
 # ------------------------------------------------------------------------------------ dense
 
-def dense(out_features: int, *, w_init: str = "glorot_uniform", use_bias: bool = True) -> Layer:
+def dense(out_features: int, *, w_init: str | Callable = "glorot_uniform",
+          use_bias: bool = True) -> Layer:
     """Affine map ``y = x @ w + b``.
 
     Args:
       out_features: number of outputs.
       w_init: weight initialiser, one of :data:`INITIALIZERS` (``"he_normal"`` suits ReLU,
-        ``"glorot_uniform"`` tanh/sigmoid, ``"torch"`` matches PyTorch's ``nn.Linear``).
+        ``"glorot_uniform"`` tanh/sigmoid, ``"torch"`` matches PyTorch's ``nn.Linear``) or a
+        callable ``f(key, shape, dtype)`` such as ``jax.nn.initializers.he_normal()`` (bias 0).
       use_bias: add a bias ``b``.
 
     Shapes: ``x`` is ``[..., in_features]``; ``w`` is ``[in_features, out_features]``; returns
     ``[..., out_features]``.
     """
     _checks.check_positive("out_features", out_features, integer=True)
-    _checks.check_choice("w_init", w_init, INITIALIZERS)
+    _check_w_init(w_init)
 
     def init(key, input_shape):
         _check_input_shape(input_shape, min_ndim=1, layer="dense")
@@ -143,10 +152,20 @@ def elementwise(fn: Callable[[Array], Array]) -> Layer:
     return Layer(init, apply)
 
 
-def activation(name: str) -> Layer:
-    """The activation layer called ``name``: one of :data:`ACTIVATIONS`."""
-    _checks.check_choice("activation", name, ACTIVATIONS)
-    return elementwise(_ACTIVATIONS[name])
+def _activation_fn(name_or_fn: str | Callable[[Array], Array]) -> Callable[[Array], Array]:
+    if callable(name_or_fn):
+        return name_or_fn
+    _checks.check_choice("activation", name_or_fn, ACTIVATIONS)
+    return _ACTIVATIONS[name_or_fn]
+
+
+def activation(name: str | Callable[[Array], Array]) -> Layer:
+    """The activation layer called ``name`` (one of :data:`ACTIVATIONS`), or applying the
+    elementwise function given instead of a name (``activation(jax.nn.silu)``)."""
+    return elementwise(_activation_fn(name))
+
+
+_activation_layer = activation   # for mlp, whose argument `activation` hides this function
 
 
 relu = activation("relu")
@@ -205,37 +224,41 @@ def residual(layer: Layer) -> Layer:
     return Layer(init, apply)
 
 
-def mlp(hidden: Sequence[int], out_features: int, *, activation: str = "relu",
-        residual: bool = False, dropout: float = 0.0, w_init: str | None = None) -> Layer:
+def mlp(hidden: Sequence[int], out_features: int, *,
+        activation: str | Callable[[Array], Array] = "relu", residual: bool = False,
+        dropout: float = 0.0, w_init: str | Callable | None = None) -> Layer:
     """Multi-layer perceptron ``dense -> act -> ... -> dense``.
 
     Args:
       hidden: widths of the hidden layers, e.g. ``(100, 100)``.
       out_features: width of the output layer (no activation: it returns logits).
-      activation: hidden activation, one of :data:`ACTIVATIONS`.
+      activation: hidden activation, one of :data:`ACTIVATIONS` or an elementwise function.
       residual: wrap every hidden layer whose input and output widths agree in a skip connection,
         ``h <- h + act(dense(h))``, as in the MNIST-1D reference MLP.
       dropout: rate of an inverted-dropout layer after each hidden activation (0 = none).
-      w_init: weight initialiser; default ``"he_normal"`` for ReLU/GELU, ``"glorot_uniform"`` else.
+      w_init: weight initialiser (a name or a callable, see :func:`dense`); default
+        ``"he_normal"`` for ReLU/GELU (by name or as ``jax.nn.relu`` / ``jax.nn.gelu``),
+        ``"glorot_uniform"`` else.
     """
     hidden = tuple(hidden)
     for i, h in enumerate(hidden):
         _checks.check_positive(f"hidden[{i}]", h, integer=True)
     _checks.check_positive("out_features", out_features, integer=True)
-    _checks.check_choice("activation", activation, ACTIVATIONS)
+    act_fn = _activation_fn(activation)
     _checks.check_in_range("dropout", dropout, 0.0, 1.0)
     if w_init is None:
-        w_init = "he_normal" if activation in ("relu", "gelu") else "glorot_uniform"
-    act = globals()["activation"](activation)
+        rectifier = act_fn in (_ACTIVATIONS["relu"], _ACTIVATIONS["gelu"])
+        w_init = "he_normal" if rectifier else "glorot_uniform"
+    act = _activation_layer(act_fn)
     skip = residual
     layers: list[Layer] = []
     for i, width in enumerate(hidden):
         block = serial(dense(width, w_init=w_init), act)
         if skip and i > 0 and hidden[i - 1] == width:
-            block = globals()["residual"](block)
+            block = _residual_layer(block)
         layers.append(block)
         if dropout > 0:
-            layers.append(globals()["dropout"](dropout))
+            layers.append(_dropout_layer(dropout))
     layers.append(dense(out_features, w_init=w_init))
     return serial(*layers)
 
@@ -374,7 +397,7 @@ def _conv(n_spatial: int, out_channels: int, kernel_size, stride, padding, w_ini
     else:
         paddings = (padding,) * n_spatial
     _checks.check_positive("out_channels", out_channels, integer=True)
-    _checks.check_choice("w_init", w_init, INITIALIZERS)
+    _check_w_init(w_init)
 
     def out_sizes(spatial, arg):
         pads, outs = [], []
@@ -482,7 +505,7 @@ def _check_input_shape(input_shape, *, min_ndim: int, layer: str, exact: bool = 
 
 def count_params(params: Params) -> int:
     """Total number of scalars in a params pytree."""
-    return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
+    return sum(int(p.size) for p in jax.tree.leaves(params))
 
 
 def init_stacked(layer: Layer, keys: Array, input_shape: Shape) -> Params:
@@ -499,3 +522,8 @@ def init_stacked(layer: Layer, keys: Array, input_shape: Shape) -> Params:
 def _stacked_init(layer: Layer, input_shape: Shape):
     # One compiled program per (layer, shape): eager inits compile every random op separately.
     return jax.jit(jax.vmap(lambda k: layer.init(k, input_shape)[1]))
+
+
+# mlp's arguments `residual` and `dropout` hide these layer functions inside it.
+_residual_layer = residual
+_dropout_layer = dropout

@@ -35,8 +35,7 @@ import numpy as np
 import optax
 
 from jaxlearn import _checks
-
-Array = jax.Array
+from jaxlearn._types import Array
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "cosine", "exponential", "step", "warmup_cosine")

@@ -70,12 +70,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlearn import _checks, _keys, losses
+from jaxlearn._types import Array, Params, PRNGKeyArray
 from jaxlearn.apply import as_apply
-
-Array = jax.Array
-Params = Any
-PRNGKeyArray = jax.Array
-
 
 NORMS = ("linf", "l2")
 ATTACKS = ("fgsm", "pgd")                    # robustness_curve's attacks

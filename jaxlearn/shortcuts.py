@@ -59,11 +59,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlearn import _checks, explain
+from jaxlearn._types import Array, Params
 from jaxlearn.apply import as_apply
 from jaxlearn.evaluation import predict
-
-Array = jax.Array
-Params = Any
 
 CORNERS = ("top_left", "top_right", "bottom_left", "bottom_right")
 PLANT_MODES = ("correlated", "absent", "all", "flipped")

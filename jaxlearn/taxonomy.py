@@ -35,14 +35,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxlearn import _checks
 from jaxlearn import metrics as metrics_lib
+from jaxlearn._types import Array
 
-Array = jax.Array
 Tree = Mapping[str, Any]
 
 

@@ -55,6 +55,7 @@ from jaxlearn import checkpoint as checkpoint_lib
 from jaxlearn._placement import Placement
 from jaxlearn._programs import clear_compile_cache, compile_program
 from jaxlearn._step import Carry, guard_epoch, make_step, scan_epoch, scan_epochs
+from jaxlearn._types import Array, Params
 from jaxlearn.apply import StatefulApply, as_apply, as_model, from_linen, from_nnx
 from jaxlearn.callbacks import (
     Callback,
@@ -75,9 +76,6 @@ from jaxlearn.evaluation import (
     predict,
 )
 from jaxlearn.state import TrainState, fingerprint
-
-Array = jax.Array
-Params = Any
 
 __all__ = ["Callback", "EarlyStopping", "FitPlan", "FitResult", "Segment", "StatefulApply",
            "TrainState", "as_apply", "clear_compile_cache", "evaluate", "fit", "fit_many",
@@ -529,14 +527,14 @@ def fit_many(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: st
                         "jax.random.split(jax.random.key(0), n_models)")
     _checks.check_key("keys", keys)
     n_models = keys.shape[0]
-    leaves = jax.tree_util.tree_leaves(params)
+    leaves = jax.tree.leaves(params)
     if not leaves:
         raise ValueError("`params` has no arrays")
     for leaf in leaves:
         if leaf.ndim < 1 or leaf.shape[0] != n_models:
             raise ValueError(f"`params` must be stacked with a leading axis of {n_models} (one "
                              f"entry per key); found a leaf of shape {tuple(leaf.shape)}")
-    first = jax.tree_util.tree_map(lambda p: p[0], params)
+    first = jax.tree.map(lambda p: p[0], params)
     spec = _fit_spec(apply_fn, first, x, y, loss=loss, optimizer=optimizer, penalty=penalty,
                      metrics=None, validation_data=None, batch_size=batch_size)
     sched = plan(spec.data[0].shape[0], batch_size, epochs=epochs, steps=steps)

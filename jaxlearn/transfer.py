@@ -26,10 +26,10 @@ Example::
     >>> param_paths(params)[1]
     {'b': '1/b', 'w': '1/w'}
     >>> opt = freeze(optax.adamw(1e-3, weight_decay=1e-2), trainable=(False, True))  # head only
-    >>> grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    >>> grads = jax.tree.map(jnp.ones_like, params)
     >>> updates, _ = opt.update(grads, opt.init(params), params)
     >>> new = optax.apply_updates(params, updates)          # what jl.fit does each step
-    >>> jax.tree_util.tree_all(jax.tree_util.tree_map(jnp.array_equal, new[0], params[0]))
+    >>> jax.tree.all(jax.tree.map(jnp.array_equal, new[0], params[0]))
     True
     >>> bool(jnp.array_equal(new[1]["w"], params[1]["w"]))
     False
@@ -47,9 +47,8 @@ import optax
 
 from jaxlearn import _checks, _keys, linear
 from jaxlearn import train as train_lib
+from jaxlearn._types import Array, Params
 
-Array = jax.Array
-Params = Any
 Rule = Callable[[str], Any] | Sequence[Any]
 
 
@@ -73,7 +72,7 @@ def param_paths(params: Params) -> Params:
 
 
 def _check_params(params: Any) -> None:
-    if not jax.tree_util.tree_leaves(params):
+    if not jax.tree.leaves(params):
         raise ValueError("`params` has no arrays")
 
 
@@ -100,7 +99,7 @@ def param_labels(params: Params, rule: Rule) -> Params:
         n = len(params) if isinstance(params, (tuple, list)) else type(params).__name__
         raise ValueError(f"`rule` has {len(rule)} labels but `params` has {n} top-level "
                          "entries; give one label per entry (or a callable rule)")
-    return type(params)(jax.tree_util.tree_map(lambda _, lab=label: lab, sub)
+    return type(params)(jax.tree.map(lambda _, lab=label: lab, sub)
                         for sub, label in zip(params, rule))
 
 
@@ -154,10 +153,10 @@ def freeze(optimizer: optax.GradientTransformation, *, trainable: Rule) -> (
 
     def labels(params):
         flags = param_labels(params, trainable)
-        for flag in jax.tree_util.tree_leaves(flags):
+        for flag in jax.tree.leaves(flags):
             if not isinstance(flag, bool):
                 raise TypeError(f"`trainable` must give True/False per leaf, got {flag!r}")
-        return jax.tree_util.tree_map(lambda f: "trainable" if f else "frozen", flags)
+        return jax.tree.map(lambda f: "trainable" if f else "frozen", flags)
 
     return optax.multi_transform({"trainable": optimizer, "frozen": optax.set_to_zero()}, labels)
 
@@ -195,7 +194,7 @@ def multi_lr(make_optimizer: Callable[[float], optax.GradientTransformation],
 
     def labels(params):
         tree = param_labels(params, rule)
-        unknown = set(jax.tree_util.tree_leaves(tree)) - set(learning_rates)
+        unknown = set(jax.tree.leaves(tree)) - set(learning_rates)
         if unknown:
             raise ValueError(f"`rule` gives labels {sorted(unknown)} that have no entry in "
                              f"`learning_rates` {sorted(learning_rates)}")

@@ -55,12 +55,8 @@ import numpy as np
 
 from jaxlearn import _checks, _keys
 from jaxlearn import metrics as metrics_lib
+from jaxlearn._types import Array, Params, PRNGKeyArray
 from jaxlearn.apply import as_apply
-
-Array = jax.Array
-Params = Any
-PRNGKeyArray = jax.Array
-
 
 # Rows of probabilities may sum to 1 up to this much (a float32 softmax, then a mean over samples).
 _SUM_TOLERANCE = 1e-4
@@ -166,7 +162,7 @@ def ensemble_predict(apply_fn: Callable, stacked_params: Params, x: Array) -> Ar
       Probabilities ``[M, batch, K]`` (test mode: ``softmax(apply_fn(params[m], x))``).
     """
     apply = as_apply(apply_fn)
-    leaves = jax.tree_util.tree_leaves(stacked_params)
+    leaves = jax.tree.leaves(stacked_params)
     if not leaves:
         raise ValueError("`stacked_params` has no arrays")
     n_members = leaves[0].shape[0] if leaves[0].ndim else None

@@ -10,7 +10,7 @@ import pytest
 import jaxlearn as jl
 from jaxlearn import apply as apply_lib
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 linen = pytest.importorskip("flax.linen")
 nnx = pytest.importorskip("flax.nnx")
 
@@ -93,15 +93,15 @@ def test_nnx_module_with_dropout_and_batchnorm_trains_and_evaluates_deterministi
     b = jl.fit(apply, variables, x, y, key=jax.random.key(1), **kw)
     c = jl.fit(apply, variables, x, y, key=jax.random.key(2), **kw)
     chex.assert_trees_all_equal(a.params, b.params)  # same key: same dropout masks
-    assert not np.array_equal(jax.tree_util.tree_leaves(a.params)[0],
-                              jax.tree_util.tree_leaves(c.params)[0])
+    assert not np.array_equal(jax.tree.leaves(a.params)[0],
+                              jax.tree.leaves(c.params)[0])
     assert jl.evaluate(apply, a.params, x, y)["accuracy"] >= 0.95
     np.testing.assert_array_equal(apply(a.params, x), apply(a.params, x))  # eval: no dropout
     # the running statistics were carried and updated
     before = apply.split(variables)[1]
     after = apply.split(a.params)[1]
-    assert not np.allclose(jax.tree_util.tree_leaves(before)[0],
-                           jax.tree_util.tree_leaves(after)[0])
+    assert not np.allclose(jax.tree.leaves(before)[0],
+                           jax.tree.leaves(after)[0])
 
 
 def test_linen_params_only_still_trains_a_stateless_module():

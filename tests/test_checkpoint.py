@@ -17,9 +17,9 @@ import numpy as np
 import optax
 import pytest
 
-from jaxlearn import checkpoint, nn, train
+from jaxlearn import checkpoint, losses, nn, train
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = losses.SOFTMAX_CE_INT
 
 
 def _setup():
@@ -335,7 +335,7 @@ _SCRIPT = textwrap.dedent("""
                        optimizer=optax.adam(1e-2), key=jax.random.key(5), batch_size=32,
                        epochs=40, callbacks=callbacks, validation_data=(xv, yv),
                        resume_from=ckpt_dir if mode == "resume" else None)
-    leaves = jax.tree_util.tree_leaves(result.params)
+    leaves = jax.tree.leaves(result.params)
     np.savez(out, *[np.asarray(leaf) for leaf in leaves], steps=result.steps)
 """)
 

@@ -12,7 +12,7 @@ import pytest
 
 import jaxlearn as jl
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = jl.losses.SOFTMAX_CE_INT
 
 
 def _accuracy(params, x, y):

@@ -28,12 +28,12 @@ def test_masked_wide_network_is_the_narrow_network():
     @jax.jit
     def wide_out_and_grads(p, m):
         def out(q):
-            return wide.apply(jax.tree_util.tree_map(jnp.multiply, q, m), x)
+            return wide.apply(jax.tree.map(jnp.multiply, q, m), x)
         return out(p), jax.grad(lambda q: jnp.sum(out(q) ** 2))(p)
 
     for j, width in enumerate(widths):
-        p = jax.tree_util.tree_map(lambda leaf, j=j: leaf[j], params)
-        m = jax.tree_util.tree_map(lambda leaf, j=j: leaf[j], masks)
+        p = jax.tree.map(lambda leaf, j=j: leaf[j], params)
+        m = jax.tree.map(lambda leaf, j=j: leaf[j], masks)
         (hidden, _), out = p
         # The PyTorch init of a width-w layer: hidden (fan-in 1) in U(-1, 1), output in
         # U(-1/sqrt(w), 1/sqrt(w)); units past w are exactly zero.

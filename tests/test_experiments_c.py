@@ -28,7 +28,7 @@ def test_stacked_members_get_their_own_gradients():
     # cross-entropy; float32 sums in another order: tolerance 1e-5.
     model = jl.nn.mlp((8,), 3)
     inits = [model.init(k, (4,))[1] for k in jax.random.split(jax.random.key(0), 2)]
-    stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *inits)
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *inits)
     x = jax.random.normal(jax.random.key(1), (5, 2, 4))
     y = jnp.array([[0, 1], [2, 2], [1, 0], [0, 0], [2, 1]], jnp.int32)
     apply = data_needs._stacked(model)
@@ -39,7 +39,7 @@ def test_stacked_members_get_their_own_gradients():
     own_grad = jax.jit(jax.grad(lambda p, xb, yb: jnp.mean(ce(model.apply(p, xb), yb))))
     for j in range(2):
         own = own_grad(inits[j], x[:, j], y[:, j])
-        member = jax.tree_util.tree_map(lambda a, j=j: a[j], grads)
+        member = jax.tree.map(lambda a, j=j: a[j], grads)
         chex.assert_trees_all_close(member, own, rtol=1e-5, atol=1e-6)
 
 

@@ -22,7 +22,7 @@ def test_stacked_apply_equals_each_member():
     assert out.shape == (7, 3, 5)
     apply = jax.jit(model.apply)
     for j in range(3):
-        member = jax.tree_util.tree_map(lambda a, j=j: a[j], params)
+        member = jax.tree.map(lambda a, j=j: a[j], params)
         # Same float32 ops, batched differently: equal to float32 rounding.
         np.testing.assert_allclose(out[:, j], apply(member, x[:, j]), rtol=1e-5, atol=1e-5)
 

@@ -54,7 +54,7 @@ def test_stacked_episodes_equal_single_draws():
     assert eps.support_x.shape == (4, 6, DIM)
     second = fewshot.sample_episode(jax.random.split(KEY, 4)[1], X, Y, n_way=3, k_shot=2,
                                     n_query=2)
-    chex.assert_trees_all_equal(jax.tree_util.tree_map(lambda a: a[1], eps), second)
+    chex.assert_trees_all_equal(jax.tree.map(lambda a: a[1], eps), second)
     for e in range(4):
         assert not set(np.asarray(eps.support_index[e])) & set(np.asarray(eps.query_index[e]))
 

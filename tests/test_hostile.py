@@ -416,7 +416,7 @@ def test_fit_and_evaluate(draw):
                 names=("x", "y", "batch_size", "apply_fn", "params"))
     _must_refuse_nonfinite(out, x=x)
     if out is not _REFUSED:
-        assert _finite(*jax.tree_util.tree_leaves(out.params))
+        assert _finite(*jax.tree.leaves(out.params))
     out = _call(jl.evaluate, _MLP.apply, _MLP_PARAMS, x, y, loss=_CE,
                 names=("x", "y", "apply_fn", "params"))
     _must_refuse_nonfinite(out, x=x)

@@ -362,7 +362,7 @@ def test_l2_penalty_excludes_biases_by_default_and_equals_hand_sum():
               (),
               {"w": rng.normal(size=(2, 4, 5)), "b": rng.normal(size=5)},
               {"w": rng.normal(size=(5, 1))})
-    params = jax.tree_util.tree_map(lambda a: a.astype(np.float32), params)
+    params = jax.tree.map(lambda a: a.astype(np.float32), params)
     weights = sum(np.sum(np.asarray(layer["w"], np.float64) ** 2) for layer in params if layer)
     biases = np.sum(params[0]["b"].astype(np.float64) ** 2) + np.sum(
         params[2]["b"].astype(np.float64) ** 2)

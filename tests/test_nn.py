@@ -56,7 +56,7 @@ def _random_params(layer: nn.Layer, input_shape, seed: int, dtype=np.float64):
     """Params of the right structure and shapes, drawn N(0, 0.5^2) by NumPy (no compilation)."""
     _, structs = _shapes(layer, input_shape)
     rng = np.random.default_rng(seed)
-    return jax.tree_util.tree_map(lambda s: (0.5 * rng.normal(size=s.shape)).astype(dtype),
+    return jax.tree.map(lambda s: (0.5 * rng.normal(size=s.shape)).astype(dtype),
                                   structs)
 
 
@@ -96,7 +96,7 @@ def _check_layer_grads(name: str, order: int):
     with jax.enable_x64(True):
         params = _random_params(layer, shape, seed=1)
         x = _normal(2, (2, *shape), np.float64)
-        if jax.tree_util.tree_leaves(params):
+        if jax.tree.leaves(params):
             check_grads(apply, (params, x), order=order, modes=("fwd", "rev"),
                         atol=GRAD_TOL, rtol=GRAD_TOL, eps=GRAD_EPS)
         else:  # parameter-free: differentiate with respect to the input only
@@ -343,7 +343,7 @@ def test_same_key_gives_bitwise_identical_init_and_dropout_jit_or_not():
     chex.assert_trees_all_equal(params, params_again)
     chex.assert_trees_all_equal(params, params_jit)  # random bits and their scaling: bitwise
     chex.assert_trees_all_equal_structs(params, params_other)
-    for a, d in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(params_other)):
+    for a, d in zip(jax.tree.leaves(params), jax.tree.leaves(params_other)):
         assert not np.array_equal(a, d) or np.all(np.asarray(a) == 0)  # zero biases stay zero
     x = _normal(12, (8, 3))
 
@@ -420,3 +420,25 @@ def _apply_conv_wrong_channels():
 def test_bad_inputs_raise_clear_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_activations_and_initialisers_by_name_or_callable_are_bitwise_the_same():
+    # Issue 16: a name and the function it names build the same model (the default initialiser
+    # follows the function too: He for ReLU given as jax.nn.relu).
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 6)), jnp.float32)
+    key = jax.random.key(0)
+    by_name = nn.mlp((8, 8), 3, activation="relu", residual=True, dropout=0.1)
+    by_fn = nn.mlp((8, 8), 3, activation=jax.nn.relu, residual=True, dropout=0.1)
+    (_, p_name), (_, p_fn) = by_name.init(key, (6,)), by_fn.init(key, (6,))
+    jax.tree.map(np.testing.assert_array_equal, p_name, p_fn)
+    np.testing.assert_array_equal(by_name.apply(p_name, x), by_fn.apply(p_fn, x))
+    init = jax.nn.initializers.he_normal(in_axis=-2, out_axis=-1)
+    (_, a), (_, b) = nn.dense(5, w_init="he_normal").init(key, (6,)), nn.dense(5, w_init=init).init(
+        key, (6,))
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    silu = nn.activation(jax.nn.silu)
+    np.testing.assert_array_equal(silu.apply((), x), jax.nn.silu(x))
+    with pytest.raises(ValueError, match="`activation` must be one of"):
+        nn.mlp((4,), 2, activation="swish")
+    with pytest.raises(ValueError, match="`w_init` must be one of"):
+        nn.dense(3, w_init="he")

@@ -118,7 +118,7 @@ def _updates(opt, grads_seq):
 
 
 def _map(fn, *trees):
-    return jax.tree_util.tree_map(lambda *leaves: fn(*[np.asarray(v, np.float64)
+    return jax.tree.map(lambda *leaves: fn(*[np.asarray(v, np.float64)
                                                        for v in leaves]), *trees)
 
 

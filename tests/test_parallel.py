@@ -48,7 +48,7 @@ _SCRIPT = textwrap.dedent("""
             print("ERROR:", err)
         sys.exit(0)
     result = jl.fit(model.apply, params, x, y, mesh=mesh, batch_size=64, **kw)
-    leaves = jax.tree_util.tree_leaves(result.params)
+    leaves = jax.tree.leaves(result.params)
     assert all(leaf.sharding.is_fully_replicated for leaf in leaves)
     np.savez(out, *[np.asarray(leaf.addressable_data(0)) for leaf in leaves],
              devices=jax.device_count(), processes=jax.process_count(),
@@ -65,7 +65,7 @@ def _reference():
     result = jl.fit(model.apply, params, x, y, loss="softmax_cross_entropy_with_integer_labels",
                     optimizer=optax.adam(1e-2), key=jax.random.key(5), epochs=5, batch_size=64,
                     validation_data=(x[:100], y[:100]))
-    return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(result.params)]
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(result.params)]
 
 
 def _env(n_devices, dump_to=None):
@@ -133,7 +133,7 @@ def test_eight_simulated_devices_equal_one_device(script, tmp_path):
     model = jl.nn.mlp((32, 32), 2, dropout=0.1)
     _, params = jax.eval_shape(lambda key: model.init(key, (10,)), jax.random.key(0))
     _check_data_parallel_program(dump, n_devices=8, batch_size=64,
-                                 param_shapes=[p.shape for p in jax.tree_util.tree_leaves(params)])
+                                 param_shapes=[p.shape for p in jax.tree.leaves(params)])
 
 
 def test_batch_not_divisible_by_device_count_is_refused(script):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from jaxlearn import data, losses, robust, train
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = losses.SOFTMAX_CE_INT
 
 
 def linear_apply(params, x):

@@ -12,7 +12,7 @@ import pytest
 
 from jaxlearn import _programs, losses, nn, train
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = losses.SOFTMAX_CE_INT
 
 
 def _blobs(n=120, d=5, k=3, seed=0):
@@ -77,7 +77,7 @@ def test_same_key_is_bitwise_reproducible_and_other_key_differs():
 def test_input_params_are_not_donated_or_modified():
     x, y = _blobs()
     model, params = _model_and_params()
-    copy = jax.tree_util.tree_map(np.array, params)
+    copy = jax.tree.map(np.array, params)
     _fit(model, params, x, y)
     assert _leaves_equal(params, copy)  # still readable (not donated) and unchanged
 
@@ -94,7 +94,7 @@ def test_full_batch_sgd_equals_hand_written_gradient_descent():
 
     p = params
     for _ in range(20):
-        p = jax.tree_util.tree_map(lambda w, g: w - 0.1 * g, p, jax.grad(objective)(p))
+        p = jax.tree.map(lambda w, g: w - 0.1 * g, p, jax.grad(objective)(p))
     chex.assert_trees_all_close(result.params, p, rtol=1e-4, atol=1e-5)
 
 
@@ -178,7 +178,7 @@ def test_nan_guard_stops_and_returns_last_finite_params():
     bad = result.steps
     assert 0 < bad < 500
     assert f"step {bad}" in result.stop_reason
-    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(result.params))
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(result.params))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         reference = train.fit(model.apply, params, x, y, steps=bad, **kw)
@@ -354,7 +354,7 @@ def test_fit_many_matches_separate_fits():
         _, p_i = model.init(init_keys[i], (5,))
         single = train.fit(model.apply, p_i, x, y, loss=CE, optimizer=opt, key=fit_keys[i],
                            batch_size=16, epochs=5)
-        member = jax.tree_util.tree_map(lambda p, i=i: p[i], many.params)
+        member = jax.tree.map(lambda p, i=i: p[i], many.params)
         chex.assert_trees_all_close(member, single.params, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose([h[i] for h in many.history["loss"]], single.history["loss"],
                                    rtol=1e-5)
@@ -373,12 +373,12 @@ def test_fit_many_per_member_learning_rates_and_nan_freeze():
     start = _stack(model, keys)
     # lr 0 leaves member 0 where it started; member 1 moved; member 2 diverged and stayed finite.
     def member(tree, i):
-        return jax.tree_util.tree_map(lambda p: p[i], tree)
+        return jax.tree.map(lambda p: p[i], tree)
 
     chex.assert_trees_all_equal(member(result.params, 0), member(start, 0))
     chex.assert_tree_all_finite(member(result.params, 2))
-    assert not _leaves_equal(jax.tree_util.tree_map(lambda p: p[1], result.params),
-                             jax.tree_util.tree_map(lambda p: p[1], start))
+    assert not _leaves_equal(jax.tree.map(lambda p: p[1], result.params),
+                             jax.tree.map(lambda p: p[1], start))
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
@@ -408,7 +408,7 @@ def test_init_stacked_equals_separate_inits_bitwise():
     stacked = nn.init_stacked(model, keys, (5,))
     for i in range(3):
         single = model.init(keys[i], (5,))[1]
-        chex.assert_trees_all_equal(jax.tree_util.tree_map(lambda p, i=i: p[i], stacked), single)
+        chex.assert_trees_all_equal(jax.tree.map(lambda p, i=i: p[i], stacked), single)
 
 
 def test_data_too_large_for_the_device_is_refused_up_front(monkeypatch):
@@ -539,9 +539,9 @@ def test_params_given_to_callbacks_stay_valid_after_the_epoch():
     snapshots = []
     result = _fit(model, params, x, y, epochs=3,
                   callbacks=[lambda epoch, logs, p: snapshots.append(p)])
-    host = [jax.tree_util.tree_map(np.asarray, s) for s in snapshots]  # deleted buffers raise
+    host = [jax.tree.map(np.asarray, s) for s in snapshots]  # deleted buffers raise
     assert len(host) == 3 and not _leaves_equal(host[0], host[1])
-    chex.assert_trees_all_equal(host[-1], jax.tree_util.tree_map(np.asarray, result.params))
+    chex.assert_trees_all_equal(host[-1], jax.tree.map(np.asarray, result.params))
 
 
 def test_nan_guard_checks_each_epoch_without_changing_the_arithmetic():
@@ -565,11 +565,11 @@ def test_nan_guard_finds_the_step_inside_a_later_epoch_of_one_program():
     with pytest.warns(RuntimeWarning, match="non-finite"):
         one = train.fit(model.apply, params, x, y, key=jax.random.key(0), **kw)
     with pytest.warns(RuntimeWarning, match="non-finite"):
-        many = train.fit_many(model.apply, jax.tree_util.tree_map(lambda p: p[None], params),
+        many = train.fit_many(model.apply, jax.tree.map(lambda p: p[None], params),
                               x, y, keys=jax.random.key(0)[None], **kw)
     assert one.steps > 4  # inside epoch >= 1 (4 steps an epoch)
     assert f"steps [{one.steps}]" in many.stop_reason
-    chex.assert_trees_all_equal(one.params, jax.tree_util.tree_map(lambda p: p[0], many.params))
+    chex.assert_trees_all_equal(one.params, jax.tree.map(lambda p: p[0], many.params))
 
 
 def test_nan_guard_covers_the_optimizer_state():
@@ -641,7 +641,7 @@ def _hand_weighted_gd(model, params, x, y, w, lr, n_steps):
 
     p = params
     for _ in range(n_steps):
-        p = jax.tree_util.tree_map(lambda a, g: a - lr * g, p, jax.grad(objective)(p))
+        p = jax.tree.map(lambda a, g: a - lr * g, p, jax.grad(objective)(p))
     return p
 
 

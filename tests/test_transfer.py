@@ -27,7 +27,7 @@ def test_paths_labels_and_select():
     by_index = transfer.param_labels(PARAMS, ("body", "head"))
     by_path = transfer.param_labels(PARAMS, lambda p: "head" if p.startswith("1/") else "body")
     assert by_index == by_path
-    assert jax.tree_util.tree_leaves(by_index) == ["body", "body", "head", "head"]
+    assert jax.tree.leaves(by_index) == ["body", "body", "head", "head"]
     assert transfer.select(PARAMS, "1/w") is PARAMS[1]["w"]
     assert transfer.select(PARAMS, "0") is PARAMS[0]
 

@@ -13,9 +13,9 @@ from scipy.special import log_softmax
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from jaxlearn import data, metrics, nn, train, uncertainty
+from jaxlearn import data, losses, metrics, nn, train, uncertainty
 
-CE = "softmax_cross_entropy_with_integer_labels"
+CE = losses.SOFTMAX_CE_INT
 
 
 def _ece_reference(probs, y, n_bins):
@@ -199,7 +199,7 @@ def test_ensemble_trained_in_one_vmapped_call_matches_separate_trainings():
         alone = train.fit(model.apply, params_m, x, y, key=fit_keys[m], **kw)
         # Same batches and updates; vmapped matmuls may round differently, and 30 Adam steps
         # carry that along (1.2e-7 seen when written): params and probabilities agree to 1e-5.
-        member = jax.tree_util.tree_map(lambda p, i=m: p[i], together.params)
+        member = jax.tree.map(lambda p, i=m: p[i], together.params)
         chex.assert_trees_all_close(alone.params, member, rtol=0, atol=1e-5)
         np.testing.assert_allclose(np.asarray(probs[m]),
                                    np.asarray(jax.nn.softmax(model.apply(alone.params, x[:100]))),
