@@ -160,3 +160,9 @@ def check_batch(name: str, x: Any) -> Any:
     check_nonempty(name, x)
     check_finite(name, x)
     return x
+
+
+def check_bool(name: str, value: Any) -> None:
+    """``value`` is a Python bool (not 0/1, not an array)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool, got {type(value).__name__} ({value!r})")

@@ -203,7 +203,7 @@ def load_digits(*, as_images: bool = False) -> tuple[np.ndarray, np.ndarray]:
       ``(x, y)`` numpy arrays: ``x`` float32 ``[1797, 64]`` (or ``[1797, 8, 8, 1]``), ``y`` int32
       ``[1797]`` in ``0..9``.
     """
-    _check_bool("as_images", as_images)
+    _checks.check_bool("as_images", as_images)
     from sklearn.datasets import load_digits as _sk_load_digits
 
     bunch = _sk_load_digits()
@@ -324,7 +324,7 @@ def train_test_split(key: PRNGKeyArray, x: Any, y: Any, *, test_size: float = 0.
     _checks.check_same_length("x", x, "y", y)
     _checks.check_finite("x", x)
     _checks.check_finite("y", y)
-    _check_bool("stratify", stratify)
+    _checks.check_bool("stratify", stratify)
     n = x.shape[0]
     if isinstance(test_size, (int, np.integer)) and not isinstance(test_size, bool):
         if not 1 <= test_size <= n - 1:
@@ -584,10 +584,6 @@ def _check_nonnegative(name: str, value: Any) -> None:
     if value < 0:
         raise ValueError(f"`{name}` must be >= 0, got {value}")
 
-
-def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a bool, got {type(value).__name__} ({value!r})")
 
 
 def _check_batch(name: str, x: Any, *, min_ndim: int, what: str,

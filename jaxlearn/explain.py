@@ -682,8 +682,7 @@ def sanity_check(apply_fn: Callable, params: Params, x: Array, *, key: Array,
     apply, x, target = _prepare(apply_fn, params, x, target)
     layers = _check_layers(params, layers)
     method_fns = _check_methods(methods, apply)
-    if not isinstance(absolute, bool):
-        raise TypeError(f"`absolute` must be a bool, got {type(absolute).__name__}")
+    _checks.check_bool("absolute", absolute)
     n = len(layers)
     top_down = list(reversed(range(n)))
     configs = ([("cascading", k, layers[k:]) for k in top_down]

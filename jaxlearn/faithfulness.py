@@ -234,8 +234,7 @@ def infidelity(apply_fn: Callable, params: Params, x: Array, attributions: Array
     attributions = _check_attributions(attributions, x)
     _checks.check_positive("n_samples", n_samples, integer=True)
     _checks.check_positive("noise_level", noise_level)
-    if not isinstance(normalize, bool):
-        raise TypeError(f"`normalize` must be a bool, got {type(normalize).__name__}")
+    _checks.check_bool("normalize", normalize)
     _checks.check_positive("chunk_size", chunk_size, integer=True)
     return _infidelity(apply, params, x, attributions, target, key, n_samples, noise_level,
                        normalize, chunk_size)

@@ -63,8 +63,7 @@ def polynomial_features(x: Array, degree: int, *, include_bias: bool = False) ->
     if x.shape[1] == 0:
         raise ValueError(f"`x` has no features (shape {tuple(x.shape)}); need d >= 1 columns")
     _checks.check_positive("degree", degree, integer=True)
-    if not isinstance(include_bias, bool):
-        raise TypeError(f"`include_bias` must be a bool, got {type(include_bias).__name__}")
+    _checks.check_bool("include_bias", include_bias)
     return _polynomial_features(jnp.asarray(x), degree, include_bias)
 
 

@@ -563,8 +563,7 @@ def learning_curve(method: Method, x_train: Array, y_train: Array, x_test: Array
     for n in sizes:
         _checks.check_positive("n_per_class", n, integer=True)
     _checks.check_positive("n_seeds", n_seeds, integer=True)
-    if not isinstance(vmap, bool):
-        raise TypeError(f"`vmap` must be a bool, got {type(vmap).__name__}")
+    _checks.check_bool("vmap", vmap)
     pool = _check_pool(y_train, classes, max(sizes), f"n_per_class={max(sizes)}")
     x_train, y_train = jnp.asarray(x_train), jnp.asarray(y_train)
     x_test, y_test, pool = jnp.asarray(x_test), jnp.asarray(y_test), jnp.asarray(pool)

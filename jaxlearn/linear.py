@@ -59,10 +59,6 @@ def _check_xy(x: Any, y: Any) -> tuple[Array, Array]:
     return jnp.asarray(x), jnp.asarray(y)
 
 
-def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a bool, got {type(value).__name__} ({value!r})")
-
 
 def _centre(x: Array, y: Array, fit_intercept: bool):
     if not fit_intercept:
@@ -103,7 +99,7 @@ def least_squares(x: Any, y: Any, *, fit_intercept: bool = True) -> Params:
       ``{"w": [d] or [d, k], "b": [] or [k]}``, usable with :func:`linear_predict`.
     """
     x, y = _check_xy(x, y)
-    _check_bool("fit_intercept", fit_intercept)
+    _checks.check_bool("fit_intercept", fit_intercept)
     return _least_squares(x, y, fit_intercept)
 
 
@@ -132,7 +128,7 @@ def ridge(x: Any, y: Any, lam: float, *, fit_intercept: bool = True) -> Params:
     """
     x, y = _check_xy(x, y)
     _checks.check_positive("lam", lam)
-    _check_bool("fit_intercept", fit_intercept)
+    _checks.check_bool("fit_intercept", fit_intercept)
     return _ridge(x, y, lam, fit_intercept)
 
 

@@ -303,8 +303,7 @@ def make_optimizer(name: str, learning_rate: float | optax.Schedule, *,
         rate = make_schedule(learning_rate, schedule, total_steps=total_steps,
                              warmup_steps=warmup_steps, decay_rate=decay_rate,
                              boundaries=boundaries)
-    if not isinstance(nesterov, bool):
-        raise TypeError(f"`nesterov` must be a bool, got {type(nesterov).__name__}")
+    _checks.check_bool("nesterov", nesterov)
     _checks.check_number("weight_decay", weight_decay)
     if weight_decay < 0:
         raise ValueError(f"`weight_decay` must be >= 0, got {weight_decay}")

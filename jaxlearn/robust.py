@@ -152,10 +152,6 @@ def _check_clip(clip: Any, x: Any) -> tuple[float, float] | None:
     return clip
 
 
-def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a bool, got {type(value).__name__} ({value!r})")
-
 
 def _check_pgd_args(key, norm, n_steps, step_size, random_start, targeted) -> None:
     _checks.check_key("key", key)
@@ -163,8 +159,8 @@ def _check_pgd_args(key, norm, n_steps, step_size, random_start, targeted) -> No
     _checks.check_positive("n_steps", n_steps, integer=True)
     if step_size is not None:
         _checks.check_positive("step_size", step_size)
-    _check_bool("random_start", random_start)
-    _check_bool("targeted", targeted)
+    _checks.check_bool("random_start", random_start)
+    _checks.check_bool("targeted", targeted)
 
 
 def _check_restarts(restarts, random_start) -> None:
@@ -476,7 +472,7 @@ def fgsm(apply_fn: Callable, params: Params, x: Array, y: Array, *, eps: float |
     apply = as_apply(apply_fn)
     x, y, _ = _check_classifier_batch(apply, params, x, y)
     eps_values, scalar = _check_eps(eps)
-    _check_bool("targeted", targeted)
+    _checks.check_bool("targeted", targeted)
     clip = _check_clip(clip, x)
     out = _fgsm(apply, params, jnp.asarray(x), jnp.asarray(y), jnp.asarray(eps_values),
                 targeted=targeted, clip=clip)
@@ -628,7 +624,7 @@ def _parse_attacks(attacks: Any, norm: str) -> tuple[list[str], list[tuple[str, 
             _checks.check_positive(f"{name} n_steps", full["n_steps"], integer=True)
             if full.get("step_size") is not None:
                 _checks.check_positive(f"{name} step_size", full["step_size"])
-            _check_bool(f"{name} random_start", full["random_start"])
+            _checks.check_bool(f"{name} random_start", full["random_start"])
             _check_restarts(full["restarts"], full["random_start"])
         label = name if not options else (
             f"{name}(" + ", ".join(f"{k}={v}" for k, v in sorted(options.items())) + ")")
@@ -868,7 +864,7 @@ def adversarial_loss(apply_fn: Callable, params: Params, x: Array, y: Array, *, 
     if eps < 0:
         raise ValueError(f"`eps` must be >= 0, got {eps}")
     _checks.check_in_range("alpha", alpha, 0.0, 1.0, include_high=True)
-    _check_bool("train", train)
+    _checks.check_bool("train", train)
     clip = _check_clip_pair(clip)
     return _adversarial_loss(apply, params, x, y, key, eps, alpha, clip, train)
 
@@ -959,7 +955,7 @@ def _pgd_training_args(eps, n_steps, step_size, norm, random_start, clip):
     _checks.check_positive("n_steps", n_steps, integer=True)
     if step_size is not None:
         _checks.check_positive("step_size", step_size)
-    _check_bool("random_start", random_start)
+    _checks.check_bool("random_start", random_start)
     step = float(_step_sizes(np.float32([eps]), step_size, n_steps)[0])
     return np.float32(eps), np.float32(step), _check_clip_pair(clip)
 
