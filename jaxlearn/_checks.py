@@ -166,3 +166,10 @@ def check_bool(name: str, value: Any) -> None:
     """``value`` is a Python bool (not 0/1, not an array)."""
     if not isinstance(value, bool):
         raise TypeError(f"`{name}` must be a bool, got {type(value).__name__} ({value!r})")
+
+
+def check_nonnegative(name: str, value: Any, *, integer: bool = False) -> None:
+    """``value`` is a real number (an integer if ``integer``) ``>= 0``."""
+    check_number(name, value, integer=integer)
+    if value < 0:
+        raise ValueError(f"`{name}` must be >= 0, got {value}")

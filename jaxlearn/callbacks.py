@@ -95,9 +95,7 @@ class EarlyStopping(Callback):
                  min_delta: float = 0.0, restore_best: bool = True):
         _checks.check_positive("patience", patience, integer=True)
         _checks.check_choice("mode", mode, ("min", "max"))
-        _checks.check_number("min_delta", min_delta)
-        if min_delta < 0:
-            raise ValueError(f"`min_delta` must be >= 0, got {min_delta}")
+        _checks.check_nonnegative("min_delta", min_delta)
         self.monitor, self.patience, self.mode = monitor, patience, mode
         self.min_delta, self.restore_best = min_delta, restore_best
         self._reset()

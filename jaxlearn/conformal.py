@@ -163,12 +163,8 @@ def _check_penalty(method: str, k_reg: Any, lam: Any) -> tuple[int, float]:
         raise ValueError("method='raps' needs `k_reg` (an int >= 0: ranks up to k_reg are not "
                          f"penalised) and `lam` (>= 0: the penalty per rank beyond), got "
                          f"k_reg={k_reg!r}, lam={lam!r}")
-    _checks.check_number("k_reg", k_reg, integer=True)
-    if k_reg < 0:
-        raise ValueError(f"`k_reg` must be >= 0, got {k_reg}")
-    _checks.check_number("lam", lam)
-    if lam < 0:
-        raise ValueError(f"`lam` must be >= 0, got {lam}")
+    _checks.check_nonnegative("k_reg", k_reg, integer=True)
+    _checks.check_nonnegative("lam", lam)
     return int(k_reg), float(lam)
 
 

@@ -104,7 +104,7 @@ def xor(key: PRNGKeyArray, n: int, *, noise: float = 0.0) -> tuple[Array, Array]
     """
     _checks.check_key("key", key)
     _checks.check_positive("n", n, integer=True)
-    _check_nonnegative("noise", noise)
+    _checks.check_nonnegative("noise", noise)
     return _xor(key, n, noise)
 
 
@@ -159,7 +159,7 @@ def regression_1d(key: PRNGKeyArray, n: int, *, fn: str | Callable[[Array], Arra
     """
     _checks.check_key("key", key)
     _checks.check_positive("n", n, integer=True)
-    _check_nonnegative("noise", noise)
+    _checks.check_nonnegative("noise", noise)
     _checks.check_number("low", low)
     _checks.check_number("high", high)
     if not low < high:
@@ -457,7 +457,7 @@ def add_noise(key: PRNGKeyArray, x: Array, *, std: float) -> Array:
     _checks.check_key("key", key)
     x = _check_batch("x", x, min_ndim=1, what="[batch, ...]")
     _checks.check_float("x", x)
-    _check_nonnegative("std", std)
+    _checks.check_nonnegative("std", std)
     return _add_noise(key, x, std)
 
 
@@ -530,9 +530,7 @@ def random_crop(key: PRNGKeyArray, x: Array, *, padding: int) -> Array:
     """
     _checks.check_key("key", key)
     x = _check_batch("x", x, min_ndim=4, max_ndim=4, what="[batch, height, width, channels]")
-    _checks.check_number("padding", padding, integer=True)
-    if padding < 0:
-        raise ValueError(f"`padding` must be >= 0, got {padding}")
+    _checks.check_nonnegative("padding", padding, integer=True)
     return _random_crop(key, x, padding)
 
 
@@ -578,12 +576,6 @@ def _random_flip(key, x, axis, prob):
 
 
 # ------------------------------------------------------------------------------------- helpers
-
-def _check_nonnegative(name: str, value: Any) -> None:
-    _checks.check_number(name, value)
-    if value < 0:
-        raise ValueError(f"`{name}` must be >= 0, got {value}")
-
 
 
 def _check_batch(name: str, x: Any, *, min_ndim: int, what: str,

@@ -333,9 +333,7 @@ def smoothgrad(apply_fn: Callable, params: Params, x: Array, *, key: Array, targ
     _checks.check_key("key", key)
     apply, x, target = _prepare(apply_fn, params, x, target)
     _checks.check_positive("n_samples", n_samples, integer=True)
-    _checks.check_number("noise_level", noise_level)
-    if noise_level < 0:
-        raise ValueError(f"`noise_level` must be >= 0, got {noise_level}")
+    _checks.check_nonnegative("noise_level", noise_level)
     _check_chunk_size(chunk_size)
     return _smoothgrad(apply, params, x, target, key, n_samples, noise_level, chunk_size)
 
@@ -730,9 +728,7 @@ def _sanity_scores(methods, params, x, target, k_weights, k_maps, chosen, owner,
 def _check_noise_arguments(key: Any, n_samples: Any, noise_level: Any, chunk_size: Any) -> None:
     _checks.check_key("key", key)
     _checks.check_positive("n_samples", n_samples, integer=True)
-    _checks.check_number("noise_level", noise_level)
-    if noise_level < 0:
-        raise ValueError(f"`noise_level` must be >= 0, got {noise_level}")
+    _checks.check_nonnegative("noise_level", noise_level)
     _check_chunk_size(chunk_size)
 
 

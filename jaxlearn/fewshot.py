@@ -462,9 +462,7 @@ def finetune_episodes(embed_apply: Callable, params: Params, episodes: Episode, 
     _check_episode(episodes, stacked=True)
     _checks.check_positive("steps", steps, integer=True)
     _checks.check_positive("learning_rate", learning_rate)
-    _checks.check_number("l2", l2)
-    if l2 < 0:
-        raise ValueError(f"`l2` must be >= 0, got {l2}")
+    _checks.check_nonnegative("l2", l2)
     return _evaluate_finetune(as_apply(embed_apply), params, episodes, steps, learning_rate, l2)
 
 

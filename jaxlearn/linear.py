@@ -248,9 +248,7 @@ def fit_logistic_regression(x: Any, y: Any, *, key: Array, n_classes: int, l2: f
     _checks.check_same_length("x", x, "y", y)
     _check_n_classes(n_classes)
     _checks.check_labels("y", y, n_classes)
-    _checks.check_number("l2", l2)
-    if l2 < 0:
-        raise ValueError(f"`l2` must be >= 0, got {l2}")
+    _checks.check_nonnegative("l2", l2)
     _checks.check_positive("steps", steps, integer=True)
     _checks.check_positive("tol", tol)
     x = jnp.asarray(x)

@@ -304,9 +304,7 @@ def make_optimizer(name: str, learning_rate: float | optax.Schedule, *,
                              warmup_steps=warmup_steps, decay_rate=decay_rate,
                              boundaries=boundaries)
     _checks.check_bool("nesterov", nesterov)
-    _checks.check_number("weight_decay", weight_decay)
-    if weight_decay < 0:
-        raise ValueError(f"`weight_decay` must be >= 0, got {weight_decay}")
+    _checks.check_nonnegative("weight_decay", weight_decay)
     _checks.check_in_range("b1", b1, 0.0, 1.0)
     _checks.check_in_range("b2", b2, 0.0, 1.0)
     _checks.check_positive("eps", eps)

@@ -173,9 +173,7 @@ def _check_restarts(restarts, random_start) -> None:
 
 def _check_budget(name: str, eps: Any) -> float:
     """A scalar budget ``eps >= 0`` (the training wrappers and losses take one radius)."""
-    _checks.check_number(name, eps)
-    if eps < 0:
-        raise ValueError(f"`{name}` must be >= 0, got {eps}")
+    _checks.check_nonnegative(name, eps)
     return float(eps)
 
 
@@ -860,9 +858,7 @@ def adversarial_loss(apply_fn: Callable, params: Params, x: Array, y: Array, *, 
       A float scalar.
     """
     apply = as_apply(apply_fn)
-    _checks.check_number("eps", eps)
-    if eps < 0:
-        raise ValueError(f"`eps` must be >= 0, got {eps}")
+    _checks.check_nonnegative("eps", eps)
     _checks.check_in_range("alpha", alpha, 0.0, 1.0, include_high=True)
     _checks.check_bool("train", train)
     clip = _check_clip_pair(clip)
@@ -922,9 +918,7 @@ def adversarial_apply(apply_fn: Callable, *, eps: float, alpha: float = 0.5,
         returned params are those of ``model``, evaluated with ``model.apply``.
     """
     inner = as_apply(apply_fn)
-    _checks.check_number("eps", eps)
-    if eps < 0:
-        raise ValueError(f"`eps` must be >= 0, got {eps}")
+    _checks.check_nonnegative("eps", eps)
     _checks.check_in_range("alpha", alpha, 0.0, 1.0, include_high=True)
     clip = _check_clip_pair(clip)
 
@@ -1068,9 +1062,7 @@ def _trades_attack(apply, params, x, clean_logits, key, eps, step_size, *, n_ste
 
 
 def _trades_args(eps, beta, n_steps, step_size, norm, clip):
-    _checks.check_number("beta", beta)
-    if beta < 0:
-        raise ValueError(f"`beta` must be >= 0, got {beta}")
+    _checks.check_nonnegative("beta", beta)
     eps, step, clip = _pgd_training_args(eps, n_steps, step_size, norm, True, clip)
     return eps, float(beta), step, clip
 

@@ -185,9 +185,7 @@ def multi_lr(make_optimizer: Callable[[float], optax.GradientTransformation],
         raise TypeError("`learning_rates` must be a non-empty dict {label: learning_rate}")
     transforms = {}
     for label, lr in learning_rates.items():
-        _checks.check_number(f"learning_rates[{label!r}]", lr)
-        if lr < 0:
-            raise ValueError(f"`learning_rates[{label!r}]` must be >= 0, got {lr}")
+        _checks.check_nonnegative(f"learning_rates[{label!r}]", lr)
         transforms[label] = optax.set_to_zero() if lr == 0 else make_optimizer(lr)
         _check_optimizer(f"make_optimizer({lr})", transforms[label])
     _check_rule(rule, "rule")
@@ -311,9 +309,7 @@ def fine_tune(apply_fn: Callable, params: Params, x: Array, y: Array, *, loss: s
       A :class:`FineTuneResult`.
     """
     _checks.check_key("key", key)
-    _checks.check_number("head_steps", head_steps, integer=True)
-    if head_steps < 0:
-        raise ValueError(f"`head_steps` must be >= 0, got {head_steps}")
+    _checks.check_nonnegative("head_steps", head_steps, integer=True)
     _check_optimizer("optimizer", optimizer)
     if head_optimizer is not None:
         _check_optimizer("head_optimizer", head_optimizer)
