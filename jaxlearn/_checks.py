@@ -173,3 +173,19 @@ def check_nonnegative(name: str, value: Any, *, integer: bool = False) -> None:
     check_number(name, value, integer=integer)
     if value < 0:
         raise ValueError(f"`{name}` must be >= 0, got {value}")
+
+
+def check_classifier(apply: Any, params: Any, x: Any, *, name: str = "apply_fn",
+                     min_classes: int = 1) -> int:
+    """The number of classes of a classifier ``apply(params, x) -> logits [batch, n_classes]``,
+    checked on shapes alone (``jax.eval_shape``: nothing runs)."""
+    try:
+        out = jax.eval_shape(lambda p, xb: apply(p, xb), params, x)
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"`{name}` failed on `x` with shape {tuple(x.shape)}: {err}") from err
+    if out.ndim != 2 or out.shape[0] != x.shape[0] or out.shape[1] < min_classes:
+        need = f" with n_classes >= {min_classes}" if min_classes > 1 else ""
+        raise ValueError(f"`{name}` must return logits [batch, n_classes]{need} = "
+                         f"[{x.shape[0]}, K]; it returns shape {tuple(out.shape)} for `x` of "
+                         f"shape {tuple(x.shape)}")
+    return int(out.shape[1])

@@ -79,14 +79,7 @@ _SANITY_SMOOTHGRAD_NOISE = 0.15
 def _check_input(apply: Callable, params: Params, x: Any) -> tuple[Array, int]:
     """``x`` float ``[batch, ...]``; ``apply`` maps it to logits ``[batch, n_classes]``."""
     x = _checks.check_batch("x", x)
-    try:
-        out = jax.eval_shape(lambda p, xb: apply(p, xb), params, x)
-    except (ValueError, TypeError) as err:
-        raise type(err)(f"`apply` failed on `x` with shape {tuple(x.shape)}: {err}") from err
-    if out.ndim != 2 or out.shape[0] != x.shape[0]:
-        raise ValueError(f"`apply` must return logits [batch, n_classes] = [{x.shape[0]}, K]; it "
-                         f"returns shape {tuple(out.shape)} for `x` of shape {tuple(x.shape)}")
-    return jnp.asarray(x), out.shape[1]
+    return jnp.asarray(x), _checks.check_classifier(apply, params, x)
 
 
 def _check_target(target: Any, batch: int, n_classes: int) -> Array | None:

@@ -93,16 +93,9 @@ def _check_classifier_batch(apply, params, x: Any, y: Any) -> tuple[Any, Any, in
     y = _checks.as_array("y", y)
     _checks.check_ndim("y", y, 1)
     _checks.check_same_length("x", x, "y", y)
-    try:
-        out = jax.eval_shape(lambda p, xb: apply(p, xb), params, x[:1])
-    except (ValueError, TypeError) as err:
-        raise type(err)(f"`apply_fn` failed on a batch of `x` with shape "
-                        f"{(1, *x.shape[1:])}: {err}") from err
-    if out.ndim != 2 or out.shape[1] < 2:
-        raise ValueError(f"`apply_fn` must return logits [batch, n_classes] with n_classes >= 2, "
-                         f"got shape {tuple(out.shape)} for a batch of 1")
-    _checks.check_labels("y", y, out.shape[1])
-    return x, y, out.shape[1]
+    n_classes = _checks.check_classifier(apply, params, x, min_classes=2)
+    _checks.check_labels("y", y, n_classes)
+    return x, y, n_classes
 
 
 def _check_eps(eps: Any) -> tuple[np.ndarray, bool]:

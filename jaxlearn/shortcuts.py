@@ -580,14 +580,7 @@ def shortcut_report(apply_fn: Callable, params: Params, x_test: Array, y_test: A
 # --------------------------------------------------------------------------------- helpers
 
 def _n_classes(apply: Callable, params: Params, x: Array) -> int:
-    try:
-        out = jax.eval_shape(lambda p, xb: apply(p, xb), params, x[:1])
-    except (ValueError, TypeError) as err:
-        raise type(err)(f"`apply` failed on examples of shape {tuple(x.shape[1:])}: {err}") from err
-    if out.ndim != 2:
-        raise ValueError(f"`apply` must return logits [batch, n_classes], got shape "
-                         f"{tuple(out.shape)}")
-    return out.shape[1]
+    return _checks.check_classifier(apply, params, x)
 
 
 def _check_labels(name: str, labels: Any, x_name: str, x: Any) -> np.ndarray:

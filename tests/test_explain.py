@@ -336,7 +336,7 @@ def _bad_calls():
         (lambda: explain.saliency(apply, params, x, target=np.array([0, 1, 2, 5])), ValueError,
          "label 5"),
         (lambda: explain.saliency(apply, params, _x((4, 7))), (TypeError, ValueError),
-         "`apply` failed"),
+         "`apply_fn` failed"),
         (lambda: explain.integrated_gradients(apply, params, x, n_steps=0), ValueError,
          "`n_steps` must be > 0"),
         (lambda: explain.integrated_gradients(apply, params, x, n_steps=2.5), TypeError,
