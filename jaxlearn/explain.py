@@ -331,11 +331,10 @@ def smoothgrad(apply_fn: Callable, params: Params, x: Array, *, key: Array, targ
     return _smoothgrad(apply, params, x, target, key, n_samples, noise_level, chunk_size)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5, 7))
-def _smoothgrad(apply, params, x, target, key, n_samples, noise_level, chunk_size):
-    chunk_size = min(chunk_size, n_samples)
-    weights = jnp.asarray(_chunked(np.full(n_samples, 1.0 / n_samples), chunk_size), x.dtype)
-    indices = jnp.arange(weights.size).reshape(weights.shape)
+def _noisy_gradient_fn(apply, params, x, target, key, noise_level):
+    """``i -> the gradient at the i-th noisy copy of x``: noise ``N(0, sigma^2)`` with ``sigma =
+    noise_level * (max - min)`` of each example, drawn with ``fold_in(key, i)`` (SmoothGrad's
+    noise, shared by :func:`smoothgrad`, :func:`smoothgrad_squared` and :func:`vargrad`)."""
     axes = tuple(range(1, x.ndim))
     span = jnp.max(x, axis=axes, keepdims=True) - jnp.min(x, axis=axes, keepdims=True)
     sigma = jnp.asarray(noise_level, x.dtype) * span
@@ -343,6 +342,16 @@ def _smoothgrad(apply, params, x, target, key, n_samples, noise_level, chunk_siz
     def noisy_gradient(i):
         noise = jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype)
         return _gradient(apply, params, x + sigma * noise, target)
+
+    return noisy_gradient
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5, 7))
+def _smoothgrad(apply, params, x, target, key, n_samples, noise_level, chunk_size):
+    chunk_size = min(chunk_size, n_samples)
+    weights = jnp.asarray(_chunked(np.full(n_samples, 1.0 / n_samples), chunk_size), x.dtype)
+    indices = jnp.arange(weights.size).reshape(weights.shape)
+    noisy_gradient = _noisy_gradient_fn(apply, params, x, target, key, noise_level)
 
     def add_chunk(total, chunk):
         idx, w = chunk
@@ -787,13 +796,7 @@ def _noisy_gradient_moments(apply, params, x, target, key, n_samples, noise_leve
     chunk_size = min(chunk_size, n_samples)
     valid = jnp.asarray(_chunked(np.ones(n_samples), chunk_size), x.dtype)   # 0 marks padding
     indices = jnp.arange(valid.size).reshape(valid.shape)
-    axes = tuple(range(1, x.ndim))
-    span = jnp.max(x, axis=axes, keepdims=True) - jnp.min(x, axis=axes, keepdims=True)
-    sigma = jnp.asarray(noise_level, x.dtype) * span
-
-    def noisy_gradient(i):
-        noise = jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype)
-        return _gradient(apply, params, x + sigma * noise, target)
+    noisy_gradient = _noisy_gradient_fn(apply, params, x, target, key, noise_level)
 
     def add_chunk(carry, chunk):
         count, mean, m2, squares = carry
