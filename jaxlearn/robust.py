@@ -146,6 +146,18 @@ def _check_clip(clip: Any, x: Any) -> tuple[float, float] | None:
 
 
 
+def _check_attack(apply_fn, params, x, y, key, eps, n_steps, step_size, norm, random_start,
+                  targeted, clip, restarts):
+    """The arguments of the iterative attacks (:func:`pgd`, :func:`apgd`), checked before tracing:
+    ``(apply, x, y, eps_values, eps_was_scalar, clip)``."""
+    apply = as_apply(apply_fn)
+    x, y, _ = _check_classifier_batch(apply, params, x, y)
+    eps_values, scalar = _check_eps(eps)
+    _check_pgd_args(key, norm, n_steps, step_size, random_start, targeted)
+    _check_restarts(restarts, random_start)
+    return apply, x, y, eps_values, scalar, _check_clip(clip, x)
+
+
 def _check_pgd_args(key, norm, n_steps, step_size, random_start, targeted) -> None:
     _checks.check_key("key", key)
     _checks.check_choice("norm", norm, NORMS)
@@ -511,12 +523,9 @@ def pgd(apply_fn: Callable, params: Params, x: Array, y: Array, *, key: PRNGKeyA
     Returns:
       ``x_adv`` shaped like ``x`` for a scalar ``eps``, or ``[n_eps, batch, ...]`` for a vector.
     """
-    apply = as_apply(apply_fn)
-    x, y, _ = _check_classifier_batch(apply, params, x, y)
-    eps_values, scalar = _check_eps(eps)
-    _check_pgd_args(key, norm, n_steps, step_size, random_start, targeted)
-    _check_restarts(restarts, random_start)
-    clip = _check_clip(clip, x)
+    apply, x, y, eps_values, scalar, clip = _check_attack(
+        apply_fn, params, x, y, key, eps, n_steps, step_size, norm, random_start, targeted, clip,
+        restarts)
     out = _pgd(apply, params, jnp.asarray(x), jnp.asarray(y), key, jnp.asarray(eps_values),
                jnp.asarray(_step_sizes(eps_values, step_size, n_steps)), n_steps=n_steps,
                norm=norm, random_start=random_start, targeted=targeted, clip=clip,
@@ -568,12 +577,9 @@ def apgd(apply_fn: Callable, params: Params, x: Array, y: Array, *, key: PRNGKey
     Returns:
       ``x_adv`` shaped like ``x`` for a scalar ``eps``, or ``[n_eps, batch, ...]`` for a vector.
     """
-    apply = as_apply(apply_fn)
-    x, y, _ = _check_classifier_batch(apply, params, x, y)
-    eps_values, scalar = _check_eps(eps)
-    _check_pgd_args(key, norm, n_steps, None, random_start, targeted)
-    _check_restarts(restarts, random_start)
-    clip = _check_clip(clip, x)
+    apply, x, y, eps_values, scalar, clip = _check_attack(
+        apply_fn, params, x, y, key, eps, n_steps, None, norm, random_start, targeted, clip,
+        restarts)
     out = _apgd(apply, params, jnp.asarray(x), jnp.asarray(y), key, jnp.asarray(eps_values),
                 n_steps=n_steps, norm=norm, random_start=random_start, targeted=targeted,
                 clip=clip, restarts=restarts)

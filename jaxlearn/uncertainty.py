@@ -103,6 +103,15 @@ def _check_n_bins(n_bins: Any) -> None:
         raise ValueError(f"`n_bins` must be >= 1, got {n_bins}")
 
 
+def _check_binned(probs: Any, y: Any, n_bins: Any) -> tuple[Any, Any]:
+    """The arguments of the binned calibration metrics: probabilities ``[n, K]``, labels ``[n]``
+    below ``K``, ``n_bins >= 1``."""
+    probs = _check_probs("probs", probs, 2)
+    y = _check_labels_for(probs, y)
+    _check_n_bins(n_bins)
+    return probs, y
+
+
 def _check_logits(name: str, logits: Any) -> Any:
     logits = _checks.as_array(name, logits)
     _checks.check_float(name, logits)
@@ -304,9 +313,7 @@ def reliability_diagram(probs: Array, y: Array, *, n_bins: int = 15) -> Reliabil
     Returns:
       A :class:`ReliabilityDiagram` of numpy arrays.
     """
-    probs = _check_probs("probs", probs, 2)
-    y = _check_labels_for(probs, y)
-    _check_n_bins(n_bins)
+    probs, y = _check_binned(probs, y, n_bins)
     count, conf_sum, acc_sum = (np.asarray(a, np.float64)
                                 for a in _bin_stats(jnp.asarray(probs), jnp.asarray(y), n_bins))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -334,9 +341,7 @@ def expected_calibration_error(probs: Array, y: Array, *, n_bins: int = 15) -> A
     ...                            n_bins=2)     # bin 2: conf 0.75, acc 0.5
     Array(0.25, dtype=float32)
     """
-    probs = _check_probs("probs", probs, 2)
-    y = _check_labels_for(probs, y)
-    _check_n_bins(n_bins)
+    probs, y = _check_binned(probs, y, n_bins)
     return _ece(jnp.asarray(probs), jnp.asarray(y), n_bins)
 
 
@@ -512,9 +517,7 @@ def adaptive_expected_calibration_error(probs: Array, y: Array, *, n_bins: int =
     >>> adaptive_expected_calibration_error(probs, y, n_bins=2)
     Array(0.15, dtype=float32)
     """
-    probs = _check_probs("probs", probs, 2)
-    y = _check_labels_for(probs, y)
-    _check_n_bins(n_bins)
+    probs, y = _check_binned(probs, y, n_bins)
     return _adaptive_ece(jnp.asarray(probs), jnp.asarray(y), n_bins)
 
 
@@ -545,9 +548,7 @@ def classwise_calibration_error(probs: Array, y: Array, *, n_bins: int = 15) -> 
     Returns:
       A float scalar in ``[0, 1]``.
     """
-    probs = _check_probs("probs", probs, 2)
-    y = _check_labels_for(probs, y)
-    _check_n_bins(n_bins)
+    probs, y = _check_binned(probs, y, n_bins)
     return _classwise_ece(jnp.asarray(probs), jnp.asarray(y), n_bins)
 
 
@@ -571,9 +572,7 @@ def maximum_calibration_error(probs: Array, y: Array, *, n_bins: int = 15) -> Ar
     Returns:
       A float scalar in ``[0, 1]``.
     """
-    probs = _check_probs("probs", probs, 2)
-    y = _check_labels_for(probs, y)
-    _check_n_bins(n_bins)
+    probs, y = _check_binned(probs, y, n_bins)
     return _mce(jnp.asarray(probs), jnp.asarray(y), n_bins)
 
 
