@@ -4,6 +4,8 @@ The modules follow the course's road map — data -> features -> model -> loss -
 train -> evaluate:
 
 - :mod:`jaxlearn.data`: synthetic and bundled datasets, splits, standardisation, augmentation.
+- :mod:`jaxlearn.datasets`: your own data (MedMNIST .npz, image folders, arrays, CSV), memory
+  checks, and batches streamed from the host for data larger than the device.
 - :mod:`jaxlearn.features`: hand-made feature maps (phi, polynomials, random Fourier, filters).
 - :mod:`jaxlearn.nn`: layers as ``(init, apply)`` pairs: dense, MLP, conv, dropout, serial.
 - :mod:`jaxlearn.losses`: MSE, cross-entropies from logits, entropy and KL, L2.
@@ -39,6 +41,7 @@ from jaxlearn import (
     compilation_cache,
     conformal,
     data,
+    datasets,
     evaluation,
     explain,
     faithfulness,
@@ -94,6 +97,7 @@ __all__ = [
     "clear_compilation_cache",
     "compilation_cache",
     "data",
+    "datasets",
     "enable_compilation_cache",
     "evaluate",
     "features",

@@ -48,7 +48,7 @@ class StatefulApply:
     - ``apply_train(params, state, x, *, key) -> (outputs, new_state)``: one training-mode call
       that returns the updated state (running means after a batch, say).
 
-    :func:`jaxlearn.fit` carries ``state`` in its :class:`~jaxlearn.checkpoint.TrainState`:
+    :func:`jaxlearn.fit` carries ``state`` in its :class:`~jaxlearn.state.TrainState`:
     updated by every step, frozen in evaluation, saved in checkpoints.
     """
 

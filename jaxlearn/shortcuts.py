@@ -93,7 +93,8 @@ def token_cue(image_shape: Sequence[int], *, size: int = 2, value: float = 1.0,
     Args:
       image_shape: ``(height, width, channels)`` of one image.
       size: side of the square patch, in ``[1, min(height, width)]``.
-      value: the patch's pixel value (1.0 is the brightest pixel of :func:`load_digits`).
+      value: the patch's pixel value (1.0 is the brightest pixel of
+        :func:`jaxlearn.data.load_digits`).
       corner: one of :data:`CORNERS`.
     """
     image_shape = _check_shape("image_shape", image_shape, 3, "(height, width, channels)")

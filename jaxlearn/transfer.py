@@ -274,8 +274,9 @@ def linear_probe(x: Array, y: Array, *, key: Array, n_classes: int, method: str 
 # ------------------------------------------------------------------------------- fine-tuning
 
 class FineTuneResult(NamedTuple):
-    """What :func:`fine_tune` returns: the final ``params`` and the :class:`FitResult` of each
-    stage (``(head_stage, full_stage)`` or ``(full_stage,)``)."""
+    """What :func:`fine_tune` returns: the final ``params`` and the
+    :class:`~jaxlearn.train.FitResult` of each stage (``(head_stage, full_stage)`` or
+    ``(full_stage,)``)."""
 
     params: Params
     stages: tuple[train_lib.FitResult, ...]

@@ -16,7 +16,8 @@ from jaxlearn import _keys
 # Modules whose functions generate something random (data, cues, episodes, augmentations, inits):
 # ``key`` first. Everywhere else a function that takes a key takes it as a keyword.
 GENERATOR_MODULES = {"jaxlearn.data", "jaxlearn.augment", "jaxlearn.shortcuts", "jaxlearn.fewshot",
-                     "jaxlearn.features", "jaxlearn.nn", "jaxlearn.backprop"}
+                     "jaxlearn.features", "jaxlearn.nn", "jaxlearn.backprop",
+                     "jaxlearn.datasets"}  # datasets.batches shuffles, as train_test_split
 GENERATORS = {"jaxlearn.explain.randomize_layers"}   # random weights: a generator of params
 # Functions of those modules that train or evaluate a model: keyword ``key=``.
 TAKE_A_MODEL = {"jaxlearn.fewshot.learning_curve", "jaxlearn.fewshot.proto_loss",
