@@ -38,6 +38,8 @@ import jaxlearn as jl
 from experiments import seed_list, transfer
 from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table, mean_sd
 
+DATA = ("stand-in: scikit-learn's bundled 8x8 digits on planted backgrounds, for Bissoto et "
+        "al.'s skin lesions with the lesion erased")
 CLAIM = ("On scenes whose background brightness is planted to follow the class with probability "
          "0.8 (digits pasted on 16x16 backgrounds), an MLP trained and tested with the object "
          "erased, or on a 2-pixel border only, beats the same MLP on a control set (backgrounds "

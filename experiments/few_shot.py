@@ -41,6 +41,8 @@ from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table
 
 FULL_SEEDS = 12
 
+DATA = ("synthetic stand-in: MNIST-1D (generated offline by mnist1d), new digits as the "
+        "rare classes")
 CLAIM = ("Embeddings learnt on other classes let a model recognise new classes from a handful of "
          "examples: on 5-way episodes of MNIST-1D digits never seen in training, a prototypical "
          "network, a ridge probe and a fine-tuned linear head all beat chance (0.2) by >= 0.1 "

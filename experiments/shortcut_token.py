@@ -43,6 +43,8 @@ from experiments import seed_list, transfer
 from jaxlearn import report
 from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table, mean_sd
 
+DATA = ("stand-in: scikit-learn's bundled 8x8 digits with a planted corner token, for Zech "
+        "et al.'s chest X-rays and hospital token")
 CLAIM = ("An MLP trained on digits in which a bright 2x2 corner token marks every '0' (phi = 1) "
          "learns the token as a shortcut (Zech et al. 2018): its accuracy drops on the clean test "
          "set (below the i.i.d. test set with the token and below a model trained without the "

@@ -31,6 +31,8 @@ from experiments import seed_list, transfer
 from jaxlearn import report, stats
 from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table
 
+DATA = ("synthetic stand-in: MNIST-1D (generated offline by mnist1d), 10 digits under a "
+        "3-group shape taxonomy, for Esteva et al.'s skin-lesion taxonomy")
 CLAIM = ("Training on the classes chosen by Esteva et al.'s partition algorithm (subtrees of at "
          "most max_class_size samples) and summing their probabilities over each inference "
          "node gives valid inference probabilities and beats training on the inference classes "

@@ -42,6 +42,8 @@ from experiments import seed_list
 from jaxlearn import stats
 from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table
 
+DATA = ("synthetic stand-in: MNIST-1D (generated offline by mnist1d), digits 0-4 as the "
+        "source task, for an ImageNet-pretrained network")
 CLAIM = ("A backbone pretrained on a related source task (MNIST-1D digits 0-4) pays off when "
          "labels for the target task (digits 5-9) are scarce: with 1 and with 50 labels per class "
          "the transfer method chosen on a validation split (linear probe or fine-tuning) beats "

@@ -41,6 +41,8 @@ from jaxlearn import report
 from jaxlearn import uncertainty as unc
 from jaxlearn.report import Check, Outcome, fmt_mean_sd, markdown_table
 
+DATA = ("stand-in: scikit-learn's bundled 8x8 digits (flattened) under Gaussian noise, for "
+        "images under a distribution shift")
 CLAIM = ("As Gaussian noise on the inputs grows, every digits classifier loses accuracy, but "
          "averaging models (a 5-member deep ensemble, MC dropout) makes the predictive entropy "
          "rise with it: the ensemble is better calibrated than a single net under shift (lower "

@@ -3,10 +3,12 @@
     jaxlearn list
     jaxlearn run NAME [NAME ...] [--quick] [--out DIR] [--seeds N] [--seed-offset K] [...]
     jaxlearn reproduce [--quick] [--out DIR] [--seeds N] [--seed-offset K] [--jobs J]
-                       [--no-compilation-cache]
+                       [--data DIR] [--no-compilation-cache]
 
 ``reproduce`` runs every experiment with a progress bar each, and writes ``DIR/report.md``,
-``DIR/report.html`` (figures embedded), one PNG per figure and ``DIR/results.json``. The report is
+``DIR/report.html`` (figures embedded), one PNG per figure and ``DIR/results.json``. With
+``--data DIR`` the lecture's medical cases also run on the MedMNIST files in ``DIR``
+(:mod:`experiments.real_data`). The report is
 rewritten after each experiment, so an interrupted run keeps what it finished; an experiment that
 raises is reported as failed and the others still run. Each figure is rendered to its PNG once,
 when its experiment ends, and then closed.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import functools
 import gc
 import multiprocessing
 import os
@@ -36,8 +39,8 @@ import sys
 import tempfile
 import time
 import traceback
-import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from jaxlearn import report
 from jaxlearn.compilation_cache import enable_compilation_cache
@@ -68,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--jobs", type=int, default=None,
                        help="experiments run at once, each in its own worker process (default: "
                             "one per CPU core, at most 4, on a CPU; 1 on an accelerator)")
+        p.add_argument("--data", default=None, metavar="DIR",
+                       help="a folder of MedMNIST files (dermamnist.npz, pneumoniamnist.npz, or "
+                            "their _64/_128/_224 sizes): the medical cases also run on them, "
+                            "each right after its synthetic version; absent files are skipped")
         p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
         p.add_argument("--no-compilation-cache", action="store_true",
                        help="do not use the persistent XLA compilation cache (on by default; "
@@ -136,18 +143,20 @@ def default_jobs() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _run_one(module, name: str, *, quick: bool, seeds: int | None, seed_offset: int, out: str,
-             progress) -> report.Outcome:
-    """Runs one experiment, renders its figures and drops its compiled programs; an experiment
-    that raises (or whose figure cannot be rendered) comes back as a failed outcome."""
+def _run_one(run, claim: str, name: str, data: str, *, quick: bool, seeds: int | None,
+             seed_offset: int, out: str, progress) -> report.Outcome:
+    """Runs one experiment (``run`` is its module's ``run``), renders its figures and drops its
+    compiled programs; an experiment that raises (or whose figure cannot be rendered) comes back
+    as a failed outcome. ``data`` names the experiment's data where its outcome does not."""
     start = time.perf_counter()
     try:
-        outcome = module.run(quick=quick, seeds=seeds, seed_offset=seed_offset, progress=progress)
+        outcome = run(quick=quick, seeds=seeds, seed_offset=seed_offset, progress=progress)
         outcome.seconds = time.perf_counter() - start
+        outcome.data = outcome.data or data
         report.render_figures(outcome, out)
     except Exception:  # an experiment that fails is reported, the others still run
-        outcome = report.Outcome(name=name, claim=module.CLAIM, checks=[],
-                                 error=traceback.format_exc(),
+        outcome = report.Outcome(name=name, claim=claim, checks=[],
+                                 error=traceback.format_exc(), data=data,
                                  seconds=time.perf_counter() - start)
     finally:
         _free_compiled_programs()
@@ -159,15 +168,44 @@ def _worker_init(cache_folder: str | None) -> None:
         enable_compilation_cache(cache_folder)
 
 
-def _worker_run(run, claim: str, name: str, quick: bool, seeds: int | None, seed_offset: int,
-                out: str) -> report.Outcome:
+def _worker_run(run, claim: str, name: str, data: str, quick: bool, seeds: int | None,
+                seed_offset: int, out: str) -> report.Outcome:
     """An experiment in a worker process; ``run`` is its module's ``run`` (sent by reference)."""
-    module = types.SimpleNamespace(run=run, CLAIM=claim)
-    return _run_one(module, name, quick=quick, seeds=seeds, seed_offset=seed_offset, out=out,
-                    progress=lambda done, total: None)
+    return _run_one(run, claim, name, data, quick=quick, seeds=seeds, seed_offset=seed_offset,
+                    out=out, progress=lambda done, total: None)
 
 
-def _meta(quick: bool, seeds: int | None, seed_offset: int, jobs: int) -> dict:
+class _Job(NamedTuple):
+    name: str        # the outcome's name in the report
+    run: Callable    # run(*, quick, seeds, seed_offset, progress) -> Outcome
+    claim: str
+    data: str
+
+
+def _jobs(names: Sequence[str], data_dir: str | None) -> tuple[list[_Job], list[str]]:
+    """The experiments to run, each real-data case right after its synthetic twin, and one line
+    per real-data case skipped because its files are absent from ``data_dir``."""
+    import experiments
+    from experiments import real_data
+
+    available = experiments.discover()
+    jobs, skipped = [], []
+    for name in names:
+        module = available[name]
+        jobs.append(_Job(name, module.run, module.CLAIM, getattr(module, "DATA", "")))
+        if data_dir is None or name not in real_data.CASES:
+            continue
+        if real_data.missing(name, data_dir):
+            skipped.append(real_data.skip_note(name, data_dir))
+        else:
+            jobs.append(_Job(real_data.outcome_name(name),
+                             functools.partial(real_data.run, name, data_dir),
+                             f"{name} on the real files in {data_dir}", ""))
+    return jobs, skipped
+
+
+def _meta(quick: bool, seeds: int | None, seed_offset: int, jobs: int,
+          data_dir: str | None) -> dict:
     from importlib import metadata
 
     import jax
@@ -175,6 +213,7 @@ def _meta(quick: bool, seeds: int | None, seed_offset: int, jobs: int) -> dict:
     meta = {"mode": "quick" if quick else "full",
             "seeds": "each experiment's default" if seeds is None else seeds,
             "seed offset": seed_offset, "jobs": jobs,
+            **({} if data_dir is None else {"real data": os.path.abspath(data_dir)}),
             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "python": platform.python_version()}
     for package in ("jax", "jaxlib", "optax", "flax", "jaxlearn"):
@@ -190,67 +229,74 @@ def _meta(quick: bool, seeds: int | None, seed_offset: int, jobs: int) -> dict:
 
 def run_experiments(names: Sequence[str], *, quick: bool, seeds: int | None, out: str,
                     progress: bool = True, seed_offset: int = 0, jobs: int = 1,
-                    cache_folder: str | None = None) -> list[report.Outcome]:
+                    cache_folder: str | None = None,
+                    data_dir: str | None = None) -> list[report.Outcome]:
     """Runs the named experiments, rewriting the report in ``out`` after each one.
 
     An experiment's figures are rendered to PNGs (and closed) as soon as it ends, and its compiled
     programs are dropped; a figure that fails to render fails its experiment, not the run. With
     ``jobs`` > 1 the experiments run in that many spawned worker processes (which use the
     compilation cache in ``cache_folder`` when given); the report keeps the order of ``names``
-    and is rewritten as each experiment ends, whatever the order they end in.
+    and is rewritten as each experiment ends, whatever the order they end in. With ``data_dir``,
+    each experiment that has a real-data case (:data:`experiments.real_data.CASES`) is followed
+    by that case on the MedMNIST files in ``data_dir``, or by a "skipped" line when they are
+    absent.
     """
-    import experiments
-    available = experiments.discover()
-    jobs = max(1, min(jobs, len(names)))
-    meta = _meta(quick, seeds, seed_offset, jobs)
+    todo, skipped = _jobs(names, data_dir)
+    jobs = max(1, min(jobs, len(todo)))
+    meta = _meta(quick, seeds, seed_offset, jobs, data_dir)
     done: dict[str, report.Outcome] = {}
     run_start = time.perf_counter()
 
     def record(name: str, outcome: report.Outcome) -> None:
         done[name] = outcome
         meta["total time"] = f"{time.perf_counter() - run_start:.1f} s"
-        report.write_report([done[n] for n in names if n in done], out, meta=meta)
+        report.write_report([done[j.name] for j in todo if j.name in done], out, meta=meta,
+                            skipped=skipped)
         print(f"{name}: {outcome.verdict} ({outcome.seconds:.1f} s)", file=sys.stderr)
 
+    for line in skipped:
+        print(line, file=sys.stderr)
     if jobs == 1:
         make_bar, close_bar = _progress_factory(progress)
-        for name in names:
+        for job in todo:
             try:
-                outcome = _run_one(available[name], name, quick=quick, seeds=seeds,
-                                   seed_offset=seed_offset, out=out, progress=make_bar(name))
+                outcome = _run_one(job.run, job.claim, job.name, job.data, quick=quick,
+                                   seeds=seeds, seed_offset=seed_offset, out=out,
+                                   progress=make_bar(job.name))
             finally:
                 close_bar()
-            record(name, outcome)
-        return [done[n] for n in names]
+            record(job.name, outcome)
+        return [done[j.name] for j in todo]
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(desc=f"{jobs} workers", total=len(names), unit="experiment", file=sys.stderr)
+        bar = tqdm(desc=f"{jobs} workers", total=len(todo), unit="experiment", file=sys.stderr)
     pool = concurrent.futures.ProcessPoolExecutor(
         max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
         initializer=_worker_init, initargs=(cache_folder,))
     try:
-        futures = {pool.submit(_worker_run, available[name].run, available[name].CLAIM, name,
-                               quick, seeds, seed_offset, out): name
-                   for name in names}
+        futures = {pool.submit(_worker_run, job.run, job.claim, job.name, job.data, quick, seeds,
+                               seed_offset, out): job
+                   for job in todo}
         for future in concurrent.futures.as_completed(futures):
-            name = futures[future]
+            job = futures[future]
             try:
                 outcome = future.result()
             except Exception:  # the worker process died (killed, out of memory): say so
-                outcome = report.Outcome(name=name, claim=available[name].CLAIM, checks=[],
+                outcome = report.Outcome(name=job.name, claim=job.claim, checks=[],
                                          error="its worker process died:\n"
-                                               + traceback.format_exc(),
+                                               + traceback.format_exc(), data=job.data,
                                          seconds=time.perf_counter() - run_start)
-            record(name, outcome)
+            record(job.name, outcome)
             if bar is not None:
                 bar.update(1)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
-    return [done[n] for n in names]
+    return [done[j.name] for j in todo]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -274,6 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise _ArgumentError(f"--seed-offset must be >= 0, got {args.seed_offset}")
         if args.jobs is not None and args.jobs < 1:
             raise _ArgumentError(f"--jobs must be >= 1, got {args.jobs}")
+        if args.data is not None and not os.path.isdir(args.data):
+            raise _ArgumentError(f"--data {args.data!r} is not a folder: give the folder that "
+                                 "holds the MedMNIST .npz files (see the README)")
         _check_out_dir(args.out)
     except _ArgumentError as err:
         print(f"jaxlearn: error: {err}", file=sys.stderr)
@@ -282,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs = default_jobs() if args.jobs is None else args.jobs
     outcomes = run_experiments(names, quick=args.quick, seeds=seeds, out=args.out,
                                progress=not args.no_progress, seed_offset=args.seed_offset,
-                               jobs=jobs, cache_folder=cache_folder)
+                               jobs=jobs, cache_folder=cache_folder, data_dir=args.data)
     failed = [o.name for o in outcomes if o.verdict == "failed"]
     print(f"wrote {os.path.join(args.out, 'report.md')}, report.html, results.json; "
           f"{sum(o.verdict == 'holds' for o in outcomes)}/{len(outcomes)} claims hold"

@@ -143,6 +143,8 @@ class Outcome:
     pngs: dict[str, bytes] = field(default_factory=dict, repr=False)
     # Rows of "against the literature" (see `literature_row`).
     literature: list[dict[str, Any]] = field(default_factory=list)
+    # Which data the numbers came from (a file and its checksum, or the synthetic stand-in).
+    data: str = ""
 
     @property
     def figure_names(self) -> list[str]:
@@ -162,7 +164,7 @@ class Outcome:
         return {"name": self.name, "claim": self.claim, "verdict": self.verdict,
                 "checks": [c.as_dict() for c in self.checks], "numbers": _jsonable(self.numbers),
                 "tables": self.tables, "notes": self.notes, "figures": sorted(self.figure_names),
-                "literature": _jsonable(self.literature),
+                "literature": _jsonable(self.literature), "data": self.data,
                 "seconds": _jsonable(self.seconds), "error": self.error}
 
 
@@ -329,8 +331,12 @@ def checks_table(outcome: Outcome) -> MarkdownTable:
 
 
 def write_report(outcomes: Sequence[Outcome], out_dir: str, *, title: str = "jaxlearn report",
-                 meta: Mapping[str, Any] | None = None) -> dict[str, str]:
+                 meta: Mapping[str, Any] | None = None,
+                 skipped: Sequence[str] = ()) -> dict[str, str]:
     """Writes report.md, report.html, results.json and ``<experiment>_<figure>.png`` in ``out_dir``.
+
+    ``skipped`` holds one line per experiment that did not run (e.g. a real-data case whose files
+    are absent); the report lists them under "Skipped".
 
     Returns the paths written. Figures not yet rendered are rendered here with
     :func:`render_figures` (which closes them and keeps their PNGs in the outcome); the report is
@@ -352,11 +358,15 @@ def write_report(outcomes: Sequence[Outcome], out_dir: str, *, title: str = "jax
     if meta:
         md += [", ".join(f"{k}: {v}" for k, v in meta.items()), ""]
     md += [VERDICT_RULE, "", "## Summary", "", summary_table(outcomes), ""]
+    if skipped:
+        md += ["## Skipped", "", *(f"- {line}" for line in skipped), ""]
     lit = literature_table(outcomes) if any(o.literature for o in outcomes) else None
     if lit is not None:
         md += ["## Against the literature", "", lit, ""]
     for o in outcomes:
         md += [f"## {o.name}", "", f"**Verdict: {o.verdict}.** **Claim.** {o.claim}", ""]
+        if o.data:
+            md += [f"**Data.** {o.data}", ""]
         if o.error:
             md += ["**Failed:**", "", "```", o.error, "```", ""]
         if o.checks:
@@ -371,8 +381,9 @@ def write_report(outcomes: Sequence[Outcome], out_dir: str, *, title: str = "jax
     page = report_html.render(
         outcomes, title=title, meta=meta, verdict_rule=VERDICT_RULE,
         literature_header=lit.header if lit is not None else (),
-        literature_rows=lit.rows if lit is not None else ())
+        literature_rows=lit.rows if lit is not None else (), skipped=skipped)
     results = {"meta": _jsonable(meta), "experiments": [o.as_dict() for o in outcomes],
+               "skipped": list(skipped),
                "literature": [{"experiment": o.name, **_jsonable(r)} for o in outcomes
                               for r in o.literature]}
     for name, content in (("report.md", "\n".join(md)), ("report.html", page),

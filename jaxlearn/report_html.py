@@ -116,7 +116,8 @@ def key_number(outcome) -> tuple[str, str]:
 
 
 def render(outcomes: Sequence[Any], *, title: str, meta: Mapping[str, Any], verdict_rule: str,
-           literature_rows: Sequence[Sequence[Any]], literature_header: Sequence[str]) -> str:
+           literature_rows: Sequence[Sequence[Any]], literature_header: Sequence[str],
+           skipped: Sequence[str] = ()) -> str:
     """The whole page as a string."""
     counts = {v: sum(o.verdict == v for o in outcomes) for v in BADGE_COLOURS}
     body = [f"<header><h1>{esc(title)}</h1>"]
@@ -145,6 +146,9 @@ def render(outcomes: Sequence[Any], *, title: str, meta: Mapping[str, Any], verd
                           ("experiment", "verdict", "claim", "key number", "time (s)"))
                 + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>")
     body.append(f"<p class='rule'>{esc(verdict_rule)}</p>")
+    if skipped:
+        body.append("<h2 id='skipped'>Skipped</h2><ul>"
+                    + "".join(f"<li>{esc(line)}</li>" for line in skipped) + "</ul>")
     if literature_rows:
         body.append("<h2 id='literature'>Against the literature</h2>")
         body.append(table(literature_header, literature_rows))
@@ -152,6 +156,8 @@ def render(outcomes: Sequence[Any], *, title: str, meta: Mapping[str, Any], verd
     for o in outcomes:
         body.append(f"<section id='{anchor(o.name)}'><h2>{esc(o.name)} {badge(o.verdict)}</h2>")
         body.append(f"<p><b>Claim.</b> {esc(o.claim)}</p>")
+        if o.data:
+            body.append(f"<p><b>Data.</b> {esc(o.data)}</p>")
         if o.error:
             body.append(f"<pre>{esc(o.error)}</pre>")
         if o.checks:
