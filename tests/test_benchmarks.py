@@ -45,6 +45,8 @@ def _env():
     ("bench_trust.py", ["--batch", "16", "--repeats", "1", "--n-eps", "2", "--restarts", "2",
                         "--steps", "3"],
      ["| PGD, 2 eps x 2 restarts", "| integrated gradients", "| deletion curves", "| equal |"]),
+    ("bench_real_sizes.py", ["--sizes", "28", "--steps", "5", "--n", "300", "20", "40"],
+     ["| 28x28x3 |", "| memory budget MiB |"]),
     ("bench_conv.py", ["--steps", "2", "--repeats", "1", "--models", "mnist1d_cnn"],
      ["| mnist1d_cnn | 2 | im2col |", "| mnist1d_cnn | 2 | xla |", "check mnist1d_cnn"]),
 ])
