@@ -61,7 +61,9 @@ METRICS = ("accuracy", "ece", "nll", "entropy", "auroc")
 QUICK_SEEDS, FULL_SEEDS = 2, 4
 AUROC_WELL_ABOVE = 0.75   # "well above 0.5": halfway from chance to perfect (practical margin)
 # Guo et al. 2017, table 1: ECE (15 bins) of CIFAR-10 LeNet-5, the row nearest our setting (10
-# classes, a small network): uncalibrated, and after temperature scaling.
+# classes, a small network): uncalibrated, and after temperature scaling. Checked against the
+# table's text (arXiv 1706.04599, row "CIFAR-10 | LeNet 5": Uncalibrated 3.02%, Temp. Scaling
+# 0.93%; histogram binning 1.56%, isotonic 1.85%, BBQ 1.59%, vector 1.15%, matrix 1.16%).
 GUO = {"source": "Guo et al. 2017, table 1 (CIFAR-10, LeNet-5)", "ece_before": 0.0302,
        "ece_after": 0.0093}
 
