@@ -141,4 +141,5 @@ def check_fits_in_memory(data, params, free_bytes: Callable = free_device_bytes)
         raise ValueError(f"`x` and `y` (with params and optimizer state) need "
                          f"{format_bytes(needed)} on {device} but only {format_bytes(free)} is "
                          "free; fit keeps the data on the device and does not stream it: use fewer "
-                         "samples or a smaller dtype")
+                         "samples or a smaller dtype, or stream host batches with "
+                         "jl.datasets.batches into a step loop of your own")
