@@ -2,7 +2,6 @@
 
 The floor is the fastest way to write the same training in JAX: every step of the run (all epochs,
 shuffling included) in one `lax.scan` inside one `jit`, no callbacks, no NaN guard, no host sync.
-It shuffles with `jl.data.permutation`, as `fit` does, so the two differ only in the loop.
 `fit` without callbacks runs all full epochs as one program too (NaN guard on); with a callback
 (here a no-op) it calls one compiled epoch scan per epoch and runs Python in between. Both are
 timed.
@@ -36,7 +35,7 @@ def floor_program(apply, loss_fn, optimizer, n: int, steps: int, batch_size: int
     def run(params, x, y, key):
         keys = jax.random.split(key, n_epochs)
         used = steps_per_epoch * batch_size
-        perms = jax.vmap(lambda k: jl.data.permutation(k, n)[:used])(keys)
+        perms = jax.vmap(lambda k: jax.random.permutation(k, n)[:used])(keys)
         batches = perms.reshape(n_epochs * steps_per_epoch, batch_size)[:steps]
         opt_state = optimizer.init(params)
 

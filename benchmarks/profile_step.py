@@ -8,16 +8,14 @@ are the cost of each part:
 - ``+ backward (SGD)``: ``value_and_grad`` and a plain SGD update;
 - ``+ Adam``: ``optax.adam`` instead of SGD, batch indices drawn up front (no shuffle in the run);
 - ``+ shuffle (floor)``: the hand-written floor of ``bench_fit.py``: a fresh
-  ``jl.data.permutation`` per epoch inside the program;
+  ``jax.random.permutation`` per epoch inside the program;
 - ``fit``: ``jl.fit`` (NaN guard, per-step keys, Python after the program);
-- ``150 x jl.data.permutation alone`` and ``150 x jax.random.permutation alone``: just the
-  shuffles, with jaxlearn's and with jax's permutation.
+- ``150 permutations alone``: just the shuffles.
 
 Also printed: the XLA ops (kernels) in one compiled training step and the step's FLOP count. On
 CPU every kernel of these small models costs microseconds of dispatch and memory traffic, and
-the 4000-sample permutation is a sort: ``jax.random.permutation`` sorts key-value pairs (twice for
-this size), about as much as six MLP training steps per epoch of 40; ``jl.data.permutation`` sorts
-single ``uint32`` arrays, about ten times faster.
+the 4000-sample permutation is a sort (``jax.random.permutation`` sorts random keys, twice for
+this size): about as much as six MLP training steps, per epoch of 40.
 
 Run:  python benchmarks/profile_step.py [--models mlp cnn] [--repeats 3]
 """
@@ -116,14 +114,11 @@ def main(argv=None):
     loss_fn = jl.losses.softmax_cross_entropy_with_integer_labels
     key = jax.random.key(1)
     perm_keys = jax.random.split(key, n_epochs)
-    idxs = jax.vmap(lambda k: jl.data.permutation(k, n))(perm_keys).reshape(steps, BATCH)
+    idxs = jax.vmap(lambda k: jax.random.permutation(k, n))(perm_keys).reshape(steps, BATCH)
 
-    perm_times = {}
-    for label, permutation in [("jl.data.permutation", jl.data.permutation),
-                               ("jax.random.permutation", jax.random.permutation)]:
-        perms = jax.jit(lambda ks, f=permutation: jax.vmap(lambda k: f(k, n))(ks))
-        perms = perms.lower(perm_keys).compile()
-        perm_times[label] = _median_time(perms, (perm_keys,), args.repeats)
+    perms = jax.jit(lambda ks: jax.vmap(lambda k: jax.random.permutation(k, n))(ks))
+    perms = perms.lower(perm_keys).compile()
+    t_perm = _median_time(perms, (perm_keys,), args.repeats)
 
     print(f"MNIST-1D, {steps} steps of batch {BATCH} ({n_epochs} epochs of {n} samples), "
           f"median of {args.repeats}, {jax.devices()[0].platform}")
@@ -146,8 +141,7 @@ def main(argv=None):
                             key=key, batch_size=BATCH, steps=steps)
             fit_times.append(result.train_time)
         rows.append(("fit", statistics.median(fit_times)))
-        for label, t in perm_times.items():
-            rows.append((f"{n_epochs} x {label} alone", t))
+        rows.append((f"{n_epochs} permutations alone", t_perm))
 
         print(f"\n{name}: {n_kernels} XLA kernels per Adam step, {flops / 1e6:.2f} MFLOP per step")
         print("| part | run (s) | per step (us) | added (s) | GFLOP/s (Adam rows) |")

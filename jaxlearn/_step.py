@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxlearn import data as data_lib
 from jaxlearn._types import Array
 
 
@@ -105,7 +104,7 @@ def scan_epoch(step: Callable, batch_size: int, n_steps: int) -> Callable:
     def epoch(carry, data, key, epoch_index, step0):
         x, y, w = data
         k_perm, k_steps = jax.random.split(jax.random.fold_in(key, epoch_index))
-        perm = data_lib.permutation(k_perm, x.shape[0])
+        perm = jax.random.permutation(k_perm, x.shape[0])
         batches = perm[: n_steps * batch_size].reshape(n_steps, batch_size)
         step_keys = jax.random.split(k_steps, n_steps)
 

@@ -9,9 +9,8 @@ explicit ``jax.random`` key, so the same key gives bitwise the same data on CPU.
 - **Bundled real data** (offline, no download) returns numpy arrays, ``x`` float32 and ``y`` int32:
   :func:`load_digits`, :func:`load_breast_cancer` give ``(x, y)``; :func:`load_mnist1d`, which
   comes with its own split, gives a :class:`Dataset`.
-- **Preparation**: :func:`permutation` (the per-epoch shuffle), :func:`train_test_split`
-  (seeded, stratified), :func:`fit_standardizer` / :func:`standardize` (statistics fitted on the
-  training set only), :func:`one_hot`.
+- **Preparation**: :func:`train_test_split` (seeded, stratified), :func:`fit_standardizer` /
+  :func:`standardize` (statistics fitted on the training set only), :func:`one_hot`.
 - **Augmentation** usable inside ``jit``: :func:`add_noise`, :func:`random_shift`,
   :func:`random_crop`, :func:`random_flip`. Each is pure, takes its key explicitly, keeps the shape
   and dtype of its batch, and draws independently for every example of the batch.
@@ -294,50 +293,6 @@ def _mnist1d_cached(seed: int | None, num_samples: int | None,
 
 
 # --------------------------------------------------------------------------------- preparation
-
-_PERMUTATION_MAX_BITS = 24  # above 2**24 indices, fall back to jax.random.permutation
-
-
-def permutation(key: PRNGKeyArray, n: int) -> Array:
-    """A random permutation of ``range(n)`` (int32 ``[n]``), fast enough to draw every epoch.
-
-    The shuffle :func:`jaxlearn.fit` draws inside its compiled program. Like
-    ``jax.random.permutation`` it sorts random keys, with the same rule for how many random bits
-    to use, but each sort is of one ``uint32`` array whose low ``b = ceil(log2 n)`` bits hold the
-    index and whose high ``32 - b`` bits are random; the index is read back from the low bits.
-    XLA sorts a single integer array without a comparator call per comparison: for ``n = 4000``
-    on CPU this is ~10x faster than ``jax.random.permutation``'s key-value sort (measured by
-    ``benchmarks/profile_step.py``).
-
-    Rounds: ``ceil(3 * log2(n) / (32 - b))`` (2 for ``n = 4000``). Round ``r`` sorts by fresh
-    random bits, ties broken by the order of round ``r - 1``, so the result is the order of
-    ``(bits of the last round, ..., bits of the first round, index)``: a uniformly random
-    permutation except when two elements tie in every round, which has probability below
-    ``n**2 / 2**(3 log2 n + 1) = 1 / (2 n)`` (the same bound ``jax.random.permutation``
-    chooses). Tested: every output is a permutation; for ``n = 4`` all 24 orders are equally
-    frequent over 24,000 keys (chi-square). Above ``2**24`` elements it returns
-    ``jax.random.permutation(key, n)``. Usable inside ``jit`` (``n`` static).
-    """
-    _checks.check_key("key", key)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise TypeError(f"`n` must be an int >= 0, got {n!r}")
-    n = int(n)
-    if n <= 1:
-        return jnp.arange(n, dtype=jnp.int32)
-    bits = max(1, math.ceil(math.log2(n)))
-    if bits > _PERMUTATION_MAX_BITS:
-        return jax.random.permutation(key, n).astype(jnp.int32)
-    free = 32 - bits
-    rounds = math.ceil(3 * math.log2(n) / free)
-    index_mask = jnp.uint32((1 << bits) - 1)
-    position = jnp.arange(n, dtype=jnp.uint32)
-    perm = None
-    for round_key in jax.random.split(key, rounds):
-        random_bits = jax.random.bits(round_key, (n,), jnp.uint32)
-        order = (jnp.sort((random_bits & ~index_mask) | position) & index_mask).astype(jnp.int32)
-        perm = order if perm is None else perm[order]
-    return perm
-
 
 def train_test_split(key: PRNGKeyArray, x: Any, y: Any, *, test_size: float = 0.25,
                      stratify: bool = True) -> Dataset:

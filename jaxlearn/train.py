@@ -4,8 +4,8 @@
 :func:`~jaxlearn.apply.from_linen` / :func:`~jaxlearn.apply.from_nnx`, BatchNorm and dropout
 included) or a hand-written function, with any optax optimizer and loss. Each epoch is one
 ``jax.jit``-compiled ``lax.scan`` over its steps, with the data already on the device and the
-shuffling (a fresh :func:`jaxlearn.data.permutation` per epoch) inside the compiled program; the
-training state is donated so XLA updates it in place. Compilation happens ahead of time
+shuffling (a fresh ``jax.random.permutation`` per epoch) inside the compiled program; the training
+state is donated so XLA updates it in place. Compilation happens ahead of time
 (``jit(...).lower(...).compile()``) so its cost is reported apart from training time.
 
 The loop carries one value, a :class:`~jaxlearn.state.TrainState`; Python runs only between epochs:

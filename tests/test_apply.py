@@ -61,7 +61,7 @@ def test_linen_batchnorm_cnn_matches_a_hand_written_flax_loop():
     n_steps = x.shape[0] // batch_size
     for epoch in range(epochs):
         k_perm, _ = jax.random.split(jax.random.fold_in(key, epoch))
-        perm = np.asarray(jl.data.permutation(k_perm, x.shape[0]))  # fit's shuffle
+        perm = np.asarray(jax.random.permutation(k_perm, x.shape[0]))
         for idx in perm[: n_steps * batch_size].reshape(n_steps, batch_size):
             params, stats, opt_state = step(params, stats, opt_state, x[idx], y[idx])
     assert set(result.params) == {"params", "batch_stats"}
