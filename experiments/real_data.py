@@ -66,6 +66,7 @@ SIZES = (28, 64, 128, 224)       # MedMNIST+ file sizes; the smallest present is
 DERMA = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")   # DermaMNIST's label order
 LEARNING_RATE = 1e-3
 BATCH_SIZE = 128
+QUICK_TRAIN, QUICK_TEST = 1500, 600     # quick mode's fixed subsample, at most
 
 
 # ------------------------------------------------------------------------------------ files
@@ -119,10 +120,10 @@ def _load(path: str, *, quick: bool) -> tuple[jl.data.Dataset, str]:
     description = (f"{os.path.basename(path)} (md5 {_md5(path)}, {verified}): "
                    f"{len(data.y_train)} training and {len(data.y_test)} test images "
                    f"{'x'.join(map(str, data.x_train.shape[1:]))}")
-    if quick:
+    if quick and (len(data.y_train) > QUICK_TRAIN or len(data.y_test) > QUICK_TEST):
         rng = np.random.default_rng(0)       # a fixed subsample: the seeds vary the training
-        keep_train = np.sort(rng.permutation(len(data.y_train))[:1500])
-        keep_test = np.sort(rng.permutation(len(data.y_test))[:600])
+        keep_train = np.sort(rng.permutation(len(data.y_train))[:QUICK_TRAIN])
+        keep_test = np.sort(rng.permutation(len(data.y_test))[:QUICK_TEST])
         data = jl.data.Dataset(data.x_train[keep_train], data.y_train[keep_train],
                                data.x_test[keep_test], data.y_test[keep_test])
         description += (f"; quick mode: a fixed subsample of {len(keep_train)} training and "

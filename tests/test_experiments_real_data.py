@@ -87,7 +87,7 @@ def test_every_case_runs_on_the_files_and_names_them(outcomes, data_dir, name):
     for flag in real_data.CASES[name]:
         assert f"{flag}.npz (md5 " in outcome.data
     assert "verified against MedMNIST's metadata" in outcome.data
-    assert "quick mode: a fixed subsample" in outcome.data
+    assert "subsample" not in outcome.data       # the fake files are smaller than the caps
     assert outcome.checks and all(c.values is not None and len(c.values) == 2
                                   for c in outcome.checks)
     assert all(np.all(np.isfinite(c.values)) for c in outcome.checks)
@@ -131,6 +131,20 @@ def test_without_metadata_the_report_says_the_checksum_was_not_verified(tmp_path
     _, description = real_data._load(str(tmp_path / "dermamnist.npz"), quick=False)
     assert "checksum not verified" in description and "pip install --no-deps medmnist" in \
         description
+
+
+def test_quick_mode_subsamples_only_above_its_caps(tmp_path, monkeypatch):
+    write_fake_medmnist(str(tmp_path / "dermamnist.npz"), flag="dermamnist", n=(70, 10, 20),
+                        n_channels=3, n_classes=7, seed=0)
+    monkeypatch.setattr("jaxlearn.datasets._installed_medmnist_info", lambda: None)
+    monkeypatch.setattr(real_data, "QUICK_TRAIN", 50)
+    data, description = real_data._load(str(tmp_path / "dermamnist.npz"), quick=True)
+    assert len(data.y_train) == 50 and len(data.y_test) == 20
+    assert "a fixed subsample of 50 training and 20 test images" in description
+    again, _ = real_data._load(str(tmp_path / "dermamnist.npz"), quick=True)
+    np.testing.assert_array_equal(again.y_train, data.y_train)      # fixed, not per call
+    full, description = real_data._load(str(tmp_path / "dermamnist.npz"), quick=False)
+    assert len(full.y_train) == 70 and "subsample" not in description
 
 
 def test_jobs_put_each_case_after_its_synthetic_twin_and_skip_absent_files(derma_only):
